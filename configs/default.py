@@ -1,0 +1,60 @@
+"""MTCAE-DFER with the paper's settings; the base of the per-dataset configs.
+
+    python -m mtcae_jax.summary --config=configs/default.py
+    python -m mtcae_jax.summary --config=configs/default.py:variant=B/16,preset=paper_code
+
+Config string keys: `variant` (encoder: tiny, S/16, B/16, L/16, H/16), `strategy` (Table I: stl, nonshared_mlp,
+nonshared_vit, shared_mlp, shared_vit, cascaded) and `preset`: `paper` (the paper's text) or `paper_code` (the
+decoder of the authors' public code: 3 layers of width 256, encoder frozen).
+"""
+
+import ml_collections
+
+from mtcae_jax import configlib
+
+PRESETS = ('paper', 'paper_code')
+
+
+def get_config(arg=None):
+  arg = configlib.parse_arg(arg, variant='L/16', strategy='cascaded', preset='paper')
+  if arg.preset not in PRESETS:
+    raise ValueError(f'preset must be one of {PRESETS}, got {arg.preset!r}')
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.init_from = ''  # a directory written by tools/convert_checkpoint.py: start the encoder from those weights
+  c.dataset = ''
+  c.num_classes = 7
+  c.num_frames = 16  # Sec. III-A: 16 x 224 x 224 x 3 clips
+  c.image_size = 224
+  # Input normalisation of the MAE-DFER / VideoMAE encoder (ImageNet statistics).
+  c.input = ml_collections.ConfigDict(dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)))
+
+  c.model = ml_collections.ConfigDict()
+  c.model.strategy = arg.strategy
+  c.model.encoder = ml_collections.ConfigDict(dict(
+      name='vit', variant=arg.variant, tubelet_size=2, layer_scale_init=0.0, drop_path=0.0, ln_eps=1e-6,
+      output_norm=False, frozen=False,
+      # LGI-Former only (MAE-DFER): token-grid region size, and whether the decoders also see the region tokens.
+      region_size=(2, 5, 10), decoder_tokens='local'))
+  # Sec. IV-B: "5-layer, 3-head ViT Decoder"; Sec. III-C: feature dimension 512. The per-head width follows the
+  # authors' Keras code (key_dim = width); the MLP (2 x width, GELU on both layers) and dropout as in that code.
+  c.model.decoder = ml_collections.ConfigDict(dict(
+      depth=5, width=512, num_heads=3, head_dim=512, mlp_dim=1024, mlp_final_gelu=True, dropout=0.3,
+      attention_dropout=0.0, ln_eps=1e-6))
+  c.model.head = ml_collections.ConfigDict(dict(pool='mean', norm_first=True, dropout=0.1))
+  c.model.num_landmarks = 5
+  c.model.dtype = 'float32'  # compute dtype; parameters stay float32
+  c.model.attention_impl = 'auto'  # auto, einsum, xla, cudnn
+  c.model.scan_layers = True
+  c.model.remat = 'none'  # none, full, dots, dots_no_batch
+
+  # Sec. IV-B: loss weights and AdamW.
+  c.loss = ml_collections.ConfigDict(dict(boxes=0.5, landmarks=0.5, expression=1.5))
+  c.optimizer = ml_collections.ConfigDict(dict(name='adamw', learning_rate=1e-3, weight_decay=1e-3))
+
+  if arg.preset == 'paper_code':
+    c.model.decoder.update(depth=3, width=256, head_dim=256, mlp_dim=512)
+    c.model.encoder.update(output_norm=True, frozen=True)
+    c.model.head.norm_first = False  # mean over tokens, then LayerNorm
+    c.input.std = (0.225, 0.225, 0.225)
+  return c
