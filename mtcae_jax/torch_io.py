@@ -178,6 +178,23 @@ def load_torch_zip(path) -> object:
         raise _err(path, f"corrupt checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
 
 
+def _read_safetensor(f, path, name, info, data_start, file_size):
+    if info["dtype"] not in _ST_DTYPES:
+        raise _err(path, f"unsupported safetensors dtype {info['dtype']!r} for {name!r}")
+    dtype, shape = np.dtype(_ST_DTYPES[info["dtype"]]), info["shape"]
+    begin, end = info["data_offsets"]
+    if not all(isinstance(v, int) and v >= 0 for v in (*shape, begin, end)) or (
+            end - begin != math.prod(shape) * dtype.itemsize):
+        raise _err(path, f"bad shape or data_offsets for {name!r}")
+    if data_start + end > file_size:
+        raise _err(path, f"truncated safetensors file ({name!r} ends past end of file)")
+    buf = bytearray(end - begin)  # a bytearray, so that the arrays come back writable
+    f.seek(data_start + begin)
+    if f.readinto(buf) != len(buf):
+        raise _err(path, f"truncated safetensors file (short read of {name!r})")
+    return _from_bytes(buf, dtype, "little").reshape(shape)
+
+
 def load_safetensors(path) -> dict[str, np.ndarray]:
     """Load a .safetensors file by hand: 8-byte header length, JSON header, raw data."""
     try:
@@ -192,28 +209,16 @@ def load_safetensors(path) -> dict[str, np.ndarray]:
             header = json.loads(f.read(n))
             out = {}
             for name, info in header.items():
-                if name == "__metadata__":
-                    continue
-                if info["dtype"] not in _ST_DTYPES:
-                    raise _err(path, f"unsupported safetensors dtype {info['dtype']!r} for {name!r}")
-                dtype, shape, (begin, end) = np.dtype(_ST_DTYPES[info["dtype"]]), info["shape"], info["data_offsets"]
-                if not all(isinstance(v, int) and v >= 0 for v in (*shape, begin, end)) or (
-                        end - begin != math.prod(shape) * dtype.itemsize):
-                    raise _err(path, f"bad shape or data_offsets for {name!r}")
-                if 8 + n + end > size:
-                    raise _err(path, f"truncated safetensors file ({name!r} ends past end of file)")
-                buf = bytearray(end - begin)  # bytearray so the arrays come back writable
-                f.seek(8 + n + begin)
-                if f.readinto(buf) != len(buf):
-                    raise _err(path, f"truncated safetensors file (short read of {name!r})")
-                out[name] = _from_bytes(buf, dtype, "little").reshape(shape)
+                if name != "__metadata__":
+                    out[name] = _read_safetensor(f, path, name, info, 8 + n, size)
             return out
     except CheckpointError:
         raise
     except OSError as e:
         raise _err(path, f"cannot read file ({e.strerror or e})") from None
     except (ValueError, TypeError, KeyError, AttributeError) as e:
-        raise _err(path, f"corrupt safetensors header ({type(e).__name__}: {str(e)[:200]})") from None
+        msg = f"corrupt safetensors header ({type(e).__name__}: {str(e)[:200]})"
+        raise _err(path, msg) from None
 
 
 def load_checkpoint(path) -> object:
@@ -231,5 +236,5 @@ def load_checkpoint(path) -> object:
         raise _err(path, "legacy (pre-1.6, non-zip) torch format is not supported; re-save it "
                          "with torch.save(..., _use_new_zipfile_serialization=True)")
     if head[:1] == b"\x80":
-        raise _err(path, "not a checkpoint (a bare pickle, never unpickled because it can run code)")
+        raise _err(path, "not a checkpoint (a bare pickle; never unpickled, as it could run code)")
     raise _err(path, "not a checkpoint (neither a torch zip archive nor safetensors)")

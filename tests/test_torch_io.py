@@ -1,4 +1,4 @@
-"""Tests for mtcae_jax.torch_io. Comparisons against real torch/safetensors are skipped without them."""
+"""Tests for mtcae_jax.torch_io; comparisons with real torch/safetensors skip without them."""
 import argparse
 import collections
 import json
@@ -32,7 +32,8 @@ def _write_safetensors(path, tensors: dict, dtype="F32"):
     header, blobs, pos = {"__metadata__": {"format": "np"}}, [], 0
     for name, arr in tensors.items():
         raw = np.ascontiguousarray(arr).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [pos, pos + len(raw)]}
+        header[name] = {"dtype": dtype, "shape": list(arr.shape),
+                        "data_offsets": [pos, pos + len(raw)]}
         blobs.append(raw)
         pos += len(raw)
     h = json.dumps(header).encode()
@@ -82,7 +83,9 @@ def _check_error(exc_info, path):
 # ---------------------------------------------------------------- torch comparison
 
 def _np_dtype(torch, dt):
-    return np.dtype({torch.bfloat16: ml_dtypes.bfloat16}.get(dt) or torch.empty(0, dtype=dt).numpy().dtype)
+    if dt == torch.bfloat16:
+        return np.dtype(ml_dtypes.bfloat16)
+    return torch.empty(0, dtype=dt).numpy().dtype
 
 
 def _assert_same(torch, ours, ref, where="root"):
@@ -162,7 +165,7 @@ def test_torch_module_state_dict_and_v3_tensors(tmp_path):
     p.extra = "state"  # makes torch write _rebuild_parameter_with_state
     obj = {"model": net.state_dict(), "optimizer": opt.state_dict(), "p": p,
            # dtypes without a legacy storage class go through _rebuild_tensor_v3
-           "u16": torch.arange(5, dtype=torch.uint16), "f8": torch.ones(3, dtype=torch.float8_e4m3fn)}
+           "u16": torch.arange(5).to(torch.uint16), "f8": torch.ones(3, dtype=torch.float8_e4m3fn)}
     path = tmp_path / "pytorch_model.bin"
     torch.save(obj, path)
     ours, ref = load_checkpoint(path), torch.load(path, weights_only=False)
@@ -198,9 +201,11 @@ def test_dispatch_on_content_not_extension(tmp_path):
 
 def test_hand_made_zip_strided_view(tmp_path):
     storage = np.arange(6, dtype=np.float32)
-    path = _write_torch_zip(tmp_path / "v.pth", _tensor_pkl(1, (2, 2), (1, 2), 6), {"0": storage.tobytes()})
+    path = _write_torch_zip(tmp_path / "v.pth", _tensor_pkl(1, (2, 2), (1, 2), 6),
+                            {"0": storage.tobytes()})
     np.testing.assert_array_equal(load_checkpoint(path), np.array([[1, 3], [2, 4]], np.float32))
-    plain = _write_torch_zip(tmp_path / "plain.pt", pickle.dumps({"epoch": 3, "x": [1.5, None]}, protocol=2))
+    pkl = pickle.dumps({"epoch": 3, "x": [1.5, None]}, protocol=2)
+    plain = _write_torch_zip(tmp_path / "plain.pt", pkl)
     assert load_checkpoint(plain) == {"epoch": 3, "x": [1.5, None]}
 
 
@@ -236,12 +241,14 @@ def test_hostile_pickle_in_zip_is_refused(tmp_path, protocol, payload):
     evil = {"system": _Evil(os.system, f"touch {marker}"),
             "eval": _Evil(eval, f"open({str(marker)!r}, 'w')"),
             "popen": _Evil(subprocess.Popen, ["touch", str(marker)])}[payload]
-    pkl = pickle.dumps({"epoch": 1, "model": collections.OrderedDict(a=[1]), "x": evil}, protocol=protocol)
+    obj = {"epoch": 1, "model": collections.OrderedDict(a=[1]), "x": evil}
+    pkl = pickle.dumps(obj, protocol=protocol)
     path = _write_torch_zip(tmp_path / "evil.pth", pkl)
     with pytest.raises(CheckpointError) as e:
         load_checkpoint(path)
     msg = _check_error(e, path)
-    assert "refused to load" in msg and {"system": "system", "eval": "eval", "popen": "Popen"}[payload] in msg
+    assert "refused to load" in msg
+    assert {"system": "system", "eval": "eval", "popen": "Popen"}[payload] in msg
     assert not marker.exists()
 
 
@@ -284,7 +291,8 @@ def test_bare_pickle_is_refused(tmp_path):
     b"}" + _str("pwned") + b"K\x01s",        # dict state on the class
 ])
 def test_build_cannot_patch_whitelisted_class(tmp_path, state):
-    path = _write_torch_zip(tmp_path / "patch.pth", b"\x80\x02" + _global("argparse", "Namespace") + state + b"b.")
+    pkl = b"\x80\x02" + _global("argparse", "Namespace") + state + b"b."
+    path = _write_torch_zip(tmp_path / "patch.pth", pkl)
     with pytest.raises(CheckpointError) as e:
         load_checkpoint(path)
     _check_error(e, path)
@@ -307,7 +315,8 @@ def test_safetensors_numpy(tmp_path):
     ours = load_checkpoint(path)
     assert set(ours) == set(tensors)
     for k, v in tensors.items():
-        assert ours[k].dtype == v.dtype and ours[k].shape == v.shape and ours[k].tobytes() == v.tobytes(), k
+        assert ours[k].dtype == v.dtype and ours[k].shape == v.shape, k
+        assert ours[k].tobytes() == v.tobytes(), k
         assert ours[k].flags.writeable
 
 
@@ -315,8 +324,8 @@ def test_safetensors_torch_bfloat16(tmp_path):
     torch = pytest.importorskip("torch")
     st = pytest.importorskip("safetensors.torch")
     g = torch.Generator().manual_seed(0)
-    tensors = {"bf16": torch.randn(3, 4, generator=g).to(torch.bfloat16), "f32": torch.randn(5, generator=g),
-               "i64": torch.arange(4)}
+    tensors = {"bf16": torch.randn(3, 4, generator=g).to(torch.bfloat16),
+               "f32": torch.randn(5, generator=g), "i64": torch.arange(4)}
     path = tmp_path / "model.safetensors"
     st.save_file(tensors, str(path))
     ours = load_safetensors(path)
@@ -345,12 +354,14 @@ def _damaged_files(tmp_path):
     i = raw.index(np.arange(1024, dtype=np.float32)[100:104].tobytes())
     raw[i] ^= 0xFF
     flipped.write_bytes(bytes(raw))
-    st = _write_safetensors(tmp_path / "full.safetensors", {"a": np.ones(64, np.float32), "b": np.ones(8, np.float32)})
+    st = _write_safetensors(tmp_path / "full.safetensors",
+                            {"a": np.ones(64, np.float32), "b": np.ones(8, np.float32)})
     cut_data = tmp_path / "cut_data.safetensors"
     cut_data.write_bytes(st.read_bytes()[:-10])
     cut_header = tmp_path / "cut_header.safetensors"
     cut_header.write_bytes(st.read_bytes()[:40])
-    bad_dtype = _write_safetensors(tmp_path / "bad_dtype.safetensors", {"a": np.ones(2, np.float32)}, dtype="F33")
+    bad_dtype = _write_safetensors(tmp_path / "bad_dtype.safetensors", {"a": np.ones(2, np.float32)},
+                                   dtype="F33")
     return [rnd, text, cut_zip, flipped, cut_data, cut_header, bad_dtype, tmp_path / "missing.pth",
             tmp_path]  # a directory
 
