@@ -8,7 +8,7 @@ from flax import nnx
 
 from configs import default
 from mtcae_jax import models
-from mtcae_jax.models import mtcae, vit
+from mtcae_jax.models import attention, mtcae, vit
 from tests.conftest import split_call, tiny_config
 
 
@@ -169,3 +169,12 @@ def test_temporal_pooling_regresses_each_slice_from_its_own_tokens(build, video)
   pooled = normed.reshape(2, 2, 4, 16).mean(axis=2)  # per tubelet slice
   expected = pooled @ np.asarray(head.fc.kernel[...]) + np.asarray(head.fc.bias[...])
   np.testing.assert_allclose(out['boxes'], expected.reshape(2, 4, 4), rtol=1e-4, atol=1e-5)
+
+
+def test_attention_implementations_agree():
+  q, k, v = (jax.random.normal(jax.random.key(i), (2, 5, 3, 8)) for i in range(3))
+  k, v = k[:, :4], v[:, :4]  # cross-attention shapes: 5 queries, 4 keys
+  np.testing.assert_allclose(attention.attend(q, k, v, impl='einsum'), attention.attend(q, k, v, impl='xla'),
+                             rtol=1e-5, atol=1e-6)
+  if jax.default_backend() == 'cpu':
+    assert attention.resolve_impl('auto', jnp.float32) == 'einsum'  # measured fastest there
