@@ -50,7 +50,10 @@ def get_config(arg=None):
 
   # Sec. IV-B: loss weights and AdamW.
   c.loss = ml_collections.ConfigDict(dict(boxes=0.5, landmarks=0.5, expression=1.5))
-  c.optimizer = ml_collections.ConfigDict(dict(name='adamw', learning_rate=1e-3, weight_decay=1e-3))
+  c.optimizer = ml_collections.ConfigDict(dict(
+      learning_rate=1e-3, weight_decay=1e-3, b1=0.9, b2=0.999, eps=1e-8,
+      schedule='warmup_cosine', warmup_steps=0, min_lr_ratio=0.0, grad_clip_norm=0.0, layer_decay=1.0,
+      accumulate_steps=1))
 
   if arg.preset == 'paper_code':
     c.model.decoder.update(depth=3, width=256, head_dim=256, mlp_dim=512)
