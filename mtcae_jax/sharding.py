@@ -1,0 +1,56 @@
+"""The device mesh and where parameters and batches live on it.
+
+Parameters carry logical axis names (see `models/layers.py`); `RULES` maps them onto the mesh axes: model width
+('embed') over `fsdp`, attention heads and MLP hidden units over `tensor`, the batch over `data` x `fsdp`. On one
+device every axis has size 1 and all of this is a no-op, so the same code runs on a laptop and a TPU pod.
+"""
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+AXES = ('data', 'fsdp', 'tensor')
+BATCH_AXES = ('data', 'fsdp')
+RULES = (('embed', 'fsdp'), ('heads', 'tensor'), ('mlp', 'tensor'))
+
+
+def make_mesh(shape=(-1, 1, 1), devices=None):
+  """A mesh over `AXES`; one -1 in `shape` takes the remaining devices."""
+  devices = list(devices if devices is not None else jax.devices())
+  shape = list(shape)
+  if len(shape) != len(AXES) or shape.count(-1) > 1:
+    raise ValueError(f'mesh shape must give {len(AXES)} sizes for {AXES} with at most one -1, got {shape}')
+  if -1 in shape:
+    known = int(np.prod([s for s in shape if s != -1]))
+    shape[shape.index(-1)] = len(devices) // known
+  if int(np.prod(shape)) != len(devices):
+    raise ValueError(f'mesh shape {tuple(shape)} for axes {AXES} needs {int(np.prod(shape))} devices; '
+                     f'{len(devices)} available')
+  # Auto axes: with the default Explicit axes, fsdp-sharded kernels fail inside matmuls.
+  return jax.make_mesh(tuple(shape), AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(AXES),
+                       devices=devices)
+
+
+def batch_sharding(mesh):
+  """Leading (batch) axis split over data x fsdp, the rest replicated."""
+  return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def replicated(mesh):
+  return NamedSharding(mesh, P())
+
+
+def state_shardings(abstract_state, mesh):
+  """NamedShardings for an (abstract) nnx state, from its logical annotations and `RULES`."""
+  with jax.set_mesh(mesh), nnx.logical_axis_rules(RULES):
+    return nnx.get_named_sharding(abstract_state, mesh)
+
+
+def create_sharded(make, mesh):
+  """(graphdef, state, shardings) of `make()`, with the state created directly in its shards (no host copy)."""
+  with jax.set_mesh(mesh), nnx.logical_axis_rules(RULES):
+    graphdef, abstract = nnx.split(nnx.eval_shape(make))
+    shardings = nnx.get_named_sharding(abstract, mesh)
+    state = jax.jit(lambda: nnx.state(make()), out_shardings=shardings)()
+  return graphdef, state, shardings
