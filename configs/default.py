@@ -3,7 +3,7 @@
     python -m mtcae_jax.summary --config=configs/default.py
     python -m mtcae_jax.summary --config=configs/default.py:variant=B/16,preset=paper_code
 
-Config string keys: `variant` (encoder: tiny, S/16, B/16, L/16, H/16), `strategy` (Table I: stl, nonshared_mlp,
+Config string keys: `variant` (encoder: tiny, S/16, B/16, L/16, H/16, or MAE-DFER's LGI/512), `strategy` (Table I: stl, nonshared_mlp,
 nonshared_vit, shared_mlp, shared_vit, cascaded) and `preset`: `paper` (the paper's text) or `paper_code` (the
 decoder of the authors' public code: 3 layers of width 256, encoder frozen).
 """
@@ -21,20 +21,24 @@ def get_config(arg=None):
     raise ValueError(f'preset must be one of {PRESETS}, got {arg.preset!r}')
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.init_from = ''  # a directory written by tools/convert_checkpoint.py: start the encoder from those weights
+  # A directory written by tools/convert_checkpoint.py: the encoder (and with `stl` its fc_norm and head) starts
+  # from those weights; see mtcae_jax.convert.maybe_init_from.
+  c.init_from = ''
   c.dataset = ''
   c.num_classes = 7
   c.num_frames = 16  # Sec. III-A: 16 x 224 x 224 x 3 clips
-  c.image_size = 224
+  c.image_size = 160 if arg.variant.startswith('LGI') else 224  # MAE-DFER's LGI-Former is trained at 160 px
   # Input normalisation of the MAE-DFER / VideoMAE encoder (ImageNet statistics).
   c.input = ml_collections.ConfigDict(dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)))
 
   c.model = ml_collections.ConfigDict()
   c.model.strategy = arg.strategy
   c.model.encoder = ml_collections.ConfigDict(dict(
-      name='vit', variant=arg.variant, tubelet_size=2, layer_scale_init=0.0, drop_path=0.0, ln_eps=1e-6,
-      output_norm=False, frozen=False,
-      # LGI-Former only (MAE-DFER): token-grid region size, and whether the decoders also see the region tokens.
+      # 'vit' (VideoMAE) or 'lgi_former' (MAE-DFER; variant LGI/512 at image_size=160).
+      name='lgi_former' if arg.variant.startswith('LGI') else 'vit', variant=arg.variant, tubelet_size=2,
+      layer_scale_init=0.0, drop_path=0.0, ln_eps=1e-6, output_norm=False, frozen=False,
+      # LGI-Former only: token-grid region size, and what the decoders attend to: 'local' (the local tokens in
+      # raster order), 'local+region' (those, then the region tokens) or 'region' (with `stl`: MAE-DFER's head).
       region_size=(2, 5, 10), decoder_tokens='local'))
   # Sec. IV-B: "5-layer, 3-head ViT Decoder"; Sec. III-C: feature dimension 512. The per-head width follows the
   # authors' Keras code (key_dim = width); the MLP (2 x width, GELU on both layers) and dropout as in that code.
@@ -47,6 +51,27 @@ def get_config(arg=None):
   c.model.attention_impl = 'auto'  # auto, einsum, xla, cudnn
   c.model.scan_layers = True
   c.model.remat = 'none'  # none, full, dots, dots_no_batch
+
+  # Data: a TFDS dataset prepared with `python -m mtcae_jax.data.prepare`; fold k is the test fold.
+  c.data_dir = ''  # TFDS data_dir; empty: TFDS's default
+  c.fold = 0
+  c.augment = ml_collections.ConfigDict(dict(hflip=0.5, crop_prob=0.5, crop_scale=(0.7, 1.0),
+                                             crop_ratio=(3 / 4, 4 / 3), scale_jitter=0.1, brightness=0.2,
+                                             contrast=0.2, saturation=0.2))
+  c.eval_views = 2  # MAE-DFER averages the class scores of 2 temporal views per clip
+
+  # Training loop. The authors' code: batch 16, 100 epochs.
+  c.batch_size = 16
+  c.eval_batch_size = 16
+  c.num_epochs = 100
+  c.num_steps = 0  # if > 0, overrides num_epochs
+  c.log_every_steps = 20
+  c.eval_every_steps = 0  # 0: once per epoch
+  c.checkpoint_every_steps = 0  # 0: at every evaluation
+  c.keep_checkpoints = 2  # the latest ones; the best by validation UAR is kept as well
+  c.mesh_shape = (-1, 1, 1)  # devices along (data, fsdp, tensor); -1: the rest
+  c.distributed = False  # call jax.distributed.initialize() (multi-host TPU pods)
+  c.label_smoothing = 0.0
 
   # Sec. IV-B: loss weights and AdamW.
   c.loss = ml_collections.ConfigDict(dict(boxes=0.5, landmarks=0.5, expression=1.5))

@@ -3,20 +3,30 @@
 import jax.numpy as jnp
 from flax import nnx
 
-from mtcae_jax.models import attention, decoders, heads, mtcae, vit
+from mtcae_jax.models import attention, decoders, heads, lgi_former, mtcae, vit
 
 
 def make_encoder(config, *, impl, dtype, rngs):
-  """The encoder named by `config.model.encoder.name`, sized by its variant and the input config."""
-  enc = config.model.encoder
+  """The encoder named by `config.model.encoder.name` ('vit' or 'lgi_former'), sized by its variant and the input."""
+  enc, m = config.model.encoder, config.model
+  kw = dict(impl=impl, dtype=dtype, scan=m.scan_layers, remat=m.remat, rngs=rngs)
+  if enc.name == 'lgi_former':
+    if enc.layer_scale_init:
+      raise ValueError('LGI-Former has no layer scale: model.encoder.layer_scale_init must be 0')
+    if enc.decoder_tokens != 'local' and m.strategy != 'stl' and m.head.pool == 'temporal':
+      raise ValueError("model.head.pool='temporal' needs the encoder's tokens in raster order: use "
+                       f"model.encoder.decoder_tokens='local', not {enc.decoder_tokens!r}")
+    cfg = lgi_former.lgi_config(enc.variant, tubelet_size=enc.tubelet_size, num_frames=config.num_frames,
+                                image_size=config.image_size, region_size=tuple(enc.region_size),
+                                decoder_tokens=enc.decoder_tokens, drop_path=enc.drop_path, ln_eps=enc.ln_eps)
+    return lgi_former.LGIFormer(cfg, **kw)
   if enc.name != 'vit':
-    raise ValueError(f"model.encoder.name must be 'vit', got {enc.name!r}")
+    raise ValueError(f"model.encoder.name must be 'vit' or 'lgi_former', got {enc.name!r}")
   cfg = vit.vit_config(enc.variant, tubelet_size=enc.tubelet_size, num_frames=config.num_frames,
                        image_size=config.image_size, layer_scale_init=enc.layer_scale_init,
                        drop_path=enc.drop_path, ln_eps=enc.ln_eps)
   cfg.grid  # validates that the input tiles into tubelets
-  return vit.VideoViT(cfg, impl=impl, dtype=dtype, scan=config.model.scan_layers, remat=config.model.remat,
-                      rngs=rngs)
+  return vit.VideoViT(cfg, **kw)
 
 
 def build_model(config, *, rngs=None):
