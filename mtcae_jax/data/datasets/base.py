@@ -1,0 +1,165 @@
+"""What the three builders share: features, 5 subject-independent folds, the process pool, the skipped list.
+
+A subclass names its layout (`parse`: relative path -> ClipName) and its classes; everything else is here.
+"""
+
+import collections
+import dataclasses
+import os
+
+from absl import logging
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+import tqdm
+
+from mtcae_jax.data import example
+from mtcae_jax.data import folds as folds_lib
+from mtcae_jax.data import pool as pool_lib
+
+T, S = example.NUM_FRAMES, example.IMAGE_SIZE
+
+
+class BadName(ValueError):
+  """A file in the manual dir that does not fit the dataset's naming scheme; the message says how."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipName:
+  """What a file's name says about the clip."""
+  label: int  # index into the builder's label names
+  actor: int
+  intensity: int
+
+
+@dataclasses.dataclass(eq=False, kw_only=True)
+class DferConfig(tfds.core.BuilderConfig):
+  label_names: tuple[str, ...] = ()
+
+
+class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Base of `ravdess_dfer`, `crema_d_dfer`, `mead_dfer`.
+
+  Args (besides TFDS's): workers, the number of worker processes (default: all cores; 0 runs in-process);
+  drop_faceless, leave out clips in which MTCNN finds no face in any frame (by default they are kept with an
+  all-false `face_mask`; either way they are listed in the metadata); pool, a running pool_lib.ClipPool to use
+  instead of starting one (several builds then share its workers' start-up).
+  """
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'First release: 16 frames at 224 px, MTCNN boxes and landmarks, 5 actor folds.'}
+  LAYOUT = ''  # the manual_dir layout, for messages
+  HOMEPAGE = ''
+  CITATION = ''
+
+  def __init__(self, *, workers=None, drop_faceless=False, pool=None, **kwargs):
+    self._workers = workers
+    self._drop_faceless = drop_faceless
+    self._shared_pool = pool
+    self._pool = None
+    super().__init__(**kwargs)
+
+  # --- What a subclass provides. ---------------------------------------------------------------------------
+
+  @property
+  def label_names(self):
+    return self.builder_config.label_names
+
+  def parse(self, relpath):
+    """ClipName for a file (a posix path relative to manual_dir); None if this config leaves the file out
+    (another modality, view, or the dataset's audio files); raises BadName if the name fits no scheme."""
+    raise NotImplementedError
+
+  # --- TFDS. ------------------------------------------------------------------------------------------------
+
+  def _info(self):
+    features = tfds.features.FeaturesDict({
+        'video': tfds.features.Video((T, S, S, 3), encoding_format='jpeg'),
+        'boxes': tfds.features.Tensor(shape=(T, 4), dtype=np.float32),
+        'landmarks': tfds.features.Tensor(shape=(T, 5, 2), dtype=np.float32),
+        'face_mask': tfds.features.Tensor(shape=(T,), dtype=np.bool_),
+        'frame_index': tfds.features.Tensor(shape=(T,), dtype=np.int32),
+        'label': tfds.features.ClassLabel(names=list(self.label_names)),
+        'actor': tfds.features.Scalar(dtype=np.int32),
+        'fold': tfds.features.Scalar(dtype=np.int32),
+        'intensity': tfds.features.Scalar(dtype=np.int32),
+        'path': tfds.features.Text(),
+    })
+    return tfds.core.DatasetInfo(
+        builder=self, description=self.__doc__, features=features, homepage=self.HOMEPAGE,
+        citation=self.CITATION, metadata=tfds.core.MetadataDict())
+
+  def _download_and_prepare(self, dl_manager, download_config=None):
+    self._skipped, self._faceless, self._excluded, self._fold_actors = [], [], 0, {}
+    if self._shared_pool is not None:
+      self._pool = self._shared_pool
+      super()._download_and_prepare(dl_manager, download_config)
+    else:
+      with pool_lib.ClipPool(self._workers, initializer=example.init_worker) as self._pool:
+        super()._download_and_prepare(dl_manager, download_config)
+    self._pool = None
+    # Saved to metadata.json with the dataset; readable without this class (tfds.core.MetadataDict).
+    self.info.metadata.update({
+        'num_skipped': len(self._skipped),
+        'skipped': sorted(self._skipped, key=lambda s: s['path']),
+        'num_faceless': len(self._faceless),
+        'faceless': sorted(self._faceless),
+        'faceless_dropped': bool(self._drop_faceless),
+        'num_excluded_by_config': self._excluded,
+        'fold_actors': self._fold_actors,
+        'label_names': list(self.label_names),
+    })
+    logging.info('%s: %d clips skipped, %d without a face; listed in metadata.json', self.name,
+                 len(self._skipped), len(self._faceless))
+
+  def _split_generators(self, dl_manager):
+    manual_dir = epath.Path(dl_manager.manual_dir)
+    clips = []
+    for relpath in tqdm.tqdm(list_files(manual_dir), desc='listing', unit='file', leave=False):
+      try:
+        name = self.parse(relpath)
+      except BadName as e:
+        self._skipped.append({'path': relpath, 'reason': str(e)})
+        continue
+      if name is None:
+        self._excluded += 1
+      else:
+        clips.append((relpath, name))
+    if not clips:
+      raise ValueError(f'no {self.name} clips under {manual_dir} (expected {self.LAYOUT})')
+    fold_of = folds_lib.assign_folds(collections.Counter(name.actor for _, name in clips))
+    self._fold_actors = {
+        split: sorted({int(a) for a, f in fold_of.items() if f == k})
+        for k, split in enumerate(folds_lib.split_names())}
+    return {split: self._generate_examples(manual_dir, [c for c in clips if fold_of[c[1].actor] == k], k)
+            for k, split in enumerate(folds_lib.split_names())}
+
+  def _generate_examples(self, manual_dir, clips, fold):
+    paths = [os.fspath(manual_dir / relpath) for relpath, _ in clips]
+    names = dict(zip(paths, clips))
+    results = self._pool.imap(example.process, paths, on_crash=lambda _: (None, pool_lib.CRASH),
+                              desc=f'{self.name} fold{fold}')
+    for path, (ex, reason) in results:
+      relpath, name = names[path]
+      if reason is not None:
+        self._skipped.append({'path': relpath, 'reason': reason})
+        continue
+      if not ex['face_mask'].any():
+        self._faceless.append(relpath)
+        if self._drop_faceless:
+          continue
+      yield relpath, dict(ex, label=name.label, actor=name.actor, fold=fold, intensity=name.intensity,
+                          path=relpath)
+
+
+def list_files(root):
+  """Every file under `root` as a sorted posix path relative to it, hidden files and folders excepted."""
+  root = os.fspath(root)
+  found = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames[:] = [d for d in dirnames if not d.startswith('.')]
+    rel = os.path.relpath(dirpath, root)
+    for f in filenames:
+      if not f.startswith('.'):
+        found.append(f if rel == '.' else f'{rel}/{f}'.replace(os.sep, '/'))
+  return sorted(found)

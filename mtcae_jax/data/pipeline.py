@@ -1,0 +1,183 @@
+"""TFDS splits -> per-process batches -> global jax.Arrays sharded over the mesh's batch axes.
+
+    source = pipeline.data_source('ravdess_dfer', pipeline.train_split(0), data_dir)
+    for batch in pipeline.train_batches(source, config, global_batch_size=32, mesh=mesh, start_step=step): ...
+    for batch in pipeline.eval_batches(pipeline.data_source(..., 'fold0', ...), config, 32, mesh=mesh): ...
+
+A batch is a dict: `video` float32 (B, T, H, W, 3) normalised with config.input.mean/std at config.image_size,
+`boxes` (B, T, 4), `landmarks` (B, T, 5, 2), `face_mask` (B, T), `label` (B,), `mask` (B,) (a real example, not
+padding) as global jax.Arrays; `index` (the example's position in the source) and `path` as this process's NumPy
+arrays. With `num_views` > 1 (evaluation), the per-frame arrays get a view axis after B: (B, V, T, ...).
+
+Order is a pure function of (seed, epoch): example i of step s is the same on any number of processes and after
+any restart, so resuming is `start_step=s`. Augmentation randomness is seeded per (seed, epoch, example).
+"""
+
+import concurrent.futures as cf
+import itertools
+
+import jax
+import numpy as np
+
+from mtcae_jax.data import augment as augment_lib
+from mtcae_jax.data import folds
+from mtcae_jax.data import quiet_tf
+
+BATCH_AXES = ('data', 'fsdp')
+DEVICE_KEYS = ('video', 'boxes', 'landmarks', 'face_mask', 'label', 'mask')
+train_split = folds.train_split
+
+
+def data_source(name, split, data_dir):
+  """Random access to a prepared split (no TensorFlow ops), e.g. split='fold1+fold2+fold3+fold4'."""
+  quiet_tf.import_tf()  # hides GPUs and TPUs from TensorFlow before TFDS can run anything with it
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  import mtcae_jax.data.datasets  # pylint: disable=g-import-not-at-top,unused-import  # registers the builders
+  return tfds.data_source(name, split=split, data_dir=data_dir)
+
+
+def default_mesh():
+  """A one-device mesh with the batch axes, for when none is given."""
+  auto = (jax.sharding.AxisType.Auto,) * 2
+  return jax.make_mesh((1, 1), BATCH_AXES, axis_types=auto, devices=jax.devices()[:1])
+
+
+def temporal_indices(num_stored, num_frames, offset=0.5):
+  """`num_frames` of the stored frames, one per equal segment, at `offset` (0-1) into each segment."""
+  return np.minimum(((np.arange(num_frames) + offset) * num_stored / num_frames).astype(np.int64), num_stored - 1)
+
+
+def view_offsets(num_views):
+  return [(v + 0.5) / num_views for v in range(num_views)]
+
+
+def preprocess(raw, config, rng=None, offset=0.5, augment=augment_lib.AugmentConfig()):
+  """One stored example -> float32 arrays at config.num_frames x config.image_size; augmented if `rng`."""
+  stored = np.asarray(raw['video'])
+  t = temporal_indices(len(stored), config.num_frames, offset)
+  video, boxes = stored[t], np.asarray(raw['boxes'], np.float32)[t]
+  landmarks, face_mask = np.asarray(raw['landmarks'], np.float32)[t], np.asarray(raw['face_mask'], bool)[t]
+  if rng is None:
+    video = augment_lib.warp(video, augment_lib.FULL, config.image_size).astype(np.float32) / 255
+  else:
+    video, boxes, landmarks, face_mask = augment_lib.augment(
+        rng, video, boxes, landmarks, face_mask, config.image_size, augment)
+  mean, std = np.asarray(config.input.mean, np.float32), np.asarray(config.input.std, np.float32)
+  return dict(video=(video - mean) / std, boxes=boxes, landmarks=landmarks, face_mask=face_mask)
+
+
+def _batch_sharding(mesh, global_batch_size):
+  axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
+  shards = int(np.prod([mesh.shape[a] for a in axes]))
+  if global_batch_size % shards or global_batch_size % jax.process_count():
+    raise ValueError(f'global batch {global_batch_size} must divide over {shards} batch shards and '
+                     f'{jax.process_count()} processes')
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axes))
+
+
+def _to_global(local, sharding, global_batch_size):
+  out = {k: local[k] for k in ('index', 'path')}
+  for k in DEVICE_KEYS:
+    shape = (global_batch_size,) + local[k].shape[1:]
+    out[k] = jax.make_array_from_process_local_data(sharding, local[k], shape)
+  return out
+
+
+class _Loader:
+  """Loads and preprocesses one process's share of a batch with threads (decoding and OpenCV release the GIL)."""
+
+  def __init__(self, source, config, num_threads):
+    self.source, self.config = source, config
+    self.pool = cf.ThreadPoolExecutor(num_threads)
+
+  def load(self, indices, valid, make):
+    """Stacked examples; `make(raw, index)` -> dict of per-example arrays."""
+    def one(i):
+      raw = self.source[int(i)]
+      return make(raw, int(i)), raw['label'], raw['path']
+    rows = list(self.pool.map(one, indices))
+    batch = {k: np.stack([r[0][k] for r in rows]) for k in rows[0][0]}
+    batch['label'] = np.array([r[1] for r in rows], np.int32)
+    batch['path'] = np.array([p.decode() if isinstance(p, bytes) else str(p) for _, _, p in rows], object)
+    batch['index'] = np.asarray(indices, np.int64)
+    batch['mask'] = np.asarray(valid, bool)
+    return batch
+
+
+def _prefetched(batches):
+  """Computes the next batch on a thread while the caller uses this one."""
+  with cf.ThreadPoolExecutor(1) as ex:
+    it = iter(batches)
+    future = ex.submit(next, it, None)
+    while True:
+      batch = future.result()
+      if batch is None:
+        return
+      future = ex.submit(next, it, None)
+      yield batch
+
+
+def train_batches(source, config, global_batch_size, *, mesh=None, seed=None, start_step=0, num_steps=None,
+                  augment=augment_lib.AugmentConfig(), num_threads=4):
+  """Endless (or `num_steps`) training batches from step `start_step`: shuffled per epoch, augmented.
+
+  Each epoch is a permutation of the source seeded by (seed, epoch), cut into N // B batches (the remainder is
+  left for the next epoch's shuffle). Process p takes rows p*B/P ... (p+1)*B/P of each global batch.
+  """
+  mesh = mesh or default_mesh()
+  sharding = _batch_sharding(mesh, global_batch_size)
+  seed = config.seed if seed is None else seed
+  steps_per_epoch = len(source) // global_batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f'{len(source)} examples make no batch of {global_batch_size}')
+  per_process = global_batch_size // jax.process_count()
+  rows = slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
+  loader = _Loader(source, config, num_threads)
+
+  def local_batches():
+    steps = itertools.count(start_step) if num_steps is None else range(start_step, start_step + num_steps)
+    for step in steps:
+      epoch, k = divmod(step, steps_per_epoch)
+      order = np.random.default_rng([seed, epoch]).permutation(len(source))
+      indices = order[k * global_batch_size:(k + 1) * global_batch_size][rows]
+
+      def make(raw, i, epoch=epoch):
+        rng = np.random.default_rng([seed, epoch, i])
+        return preprocess(raw, config, rng, offset=rng.uniform(), augment=augment)
+      yield loader.load(indices, np.ones(len(indices), bool), make)
+
+  for local in _prefetched(local_batches()):
+    yield _to_global(local, sharding, global_batch_size)
+
+
+def num_eval_batches(num_examples, global_batch_size):
+  return -(-num_examples // global_batch_size)
+
+
+def eval_batches(source, config, global_batch_size, *, mesh=None, num_views=1, num_threads=4):
+  """Every example exactly once, in source order; the last batch is padded (mask False) to the full size.
+
+  With num_views > 1, each example gives that many temporal views (offsets spread over each segment), stacked
+  on axis 1: average the views' class scores per example, as MAE-DFER does.
+  """
+  mesh = mesh or default_mesh()
+  sharding = _batch_sharding(mesh, global_batch_size)
+  per_process = global_batch_size // jax.process_count()
+  loader = _Loader(source, config, num_threads)
+  n = len(source)
+
+  def make(raw, _):
+    views = [preprocess(raw, config, offset=o) for o in view_offsets(num_views)]
+    if num_views == 1:
+      return views[0]
+    return {k: np.stack([v[k] for v in views]) for k in views[0]}
+
+  def local_batches():
+    for b in range(num_eval_batches(n, global_batch_size)):
+      start = b * global_batch_size + jax.process_index() * per_process
+      positions = np.arange(start, start + per_process)
+      # Padding rows repeat example 0 (real data, so no NaNs downstream) and are masked out.
+      yield loader.load(np.where(positions < n, positions, 0), positions < n, make)
+
+  for local in _prefetched(local_batches()):
+    yield _to_global(local, sharding, global_batch_size)

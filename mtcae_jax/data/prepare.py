@@ -1,0 +1,100 @@
+"""Builds one of the datasets from its manual download: what users run (no `tfds` command-line extras needed).
+
+    python -m mtcae_jax.data.prepare --dataset=ravdess_dfer --manual_dir=DIR --data_dir=DIR [--workers=N]
+    python -m mtcae_jax.data.prepare --dataset=ravdess_dfer/video_speech_8class --manual_dir=DIR --data_dir=DIR
+
+Writes array_record files (read with `tfds.data_source`) and prints the split sizes and the skipped files.
+Bad arguments give a one-line error and exit status 2.
+"""
+
+import argparse
+import os
+import sys
+
+from mtcae_jax.data import quiet_tf
+
+SHOW_SKIPPED = 20
+
+
+class _Parser(argparse.ArgumentParser):
+
+  def error(self, message):
+    self.exit(2, f'{self.prog}: error: {message}\n')
+
+
+class UsageError(Exception):
+  pass
+
+
+def _parse(argv):
+  p = _Parser(prog='python -m mtcae_jax.data.prepare', description=__doc__.split('\n')[0])
+  p.add_argument('--dataset', required=True, help='ravdess_dfer, crema_d_dfer or mead_dfer, optionally /CONFIG')
+  p.add_argument('--manual_dir', required=True, help='the unpacked download, in the layout of docs/DATA.md')
+  p.add_argument('--data_dir', required=True, help='where TFDS writes the prepared dataset')
+  p.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='worker processes (0: in-process)')
+  p.add_argument('--drop_faceless', action='store_true', help='leave out clips with no face in any frame')
+  p.add_argument('--overwrite', action='store_true', help='rebuild if the prepared dataset already exists')
+  return p, p.parse_args(argv)
+
+
+def make_builder(dataset, data_dir, workers=None, drop_faceless=False):
+  """The builder for 'name' or 'name/config'; raises UsageError for an unknown name or config."""
+  quiet_tf.import_tf()  # TensorFlow quiet and off the accelerators before TFDS imports it
+  from mtcae_jax.data import datasets  # pylint: disable=g-import-not-at-top  # imports TFDS: after quiet_tf
+  name, _, config = dataset.partition('/')
+  if name not in datasets.BUILDERS:
+    raise UsageError(f'unknown --dataset={name}; one of {", ".join(datasets.BUILDERS)}')
+  cls = datasets.BUILDERS[name]
+  configs = [c.name for c in cls.BUILDER_CONFIGS]
+  if config and config not in configs:
+    raise UsageError(f'{name} has no config {config!r}; one of {", ".join(configs) or "(none)"}')
+  kwargs = dict(config=config) if config else {}
+  return cls(data_dir=data_dir, workers=workers, drop_faceless=drop_faceless, **kwargs)
+
+
+def prepare(builder, manual_dir, overwrite=False):
+  """Builds into the builder's data_dir from `manual_dir` (array_record); returns the dataset's metadata."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+  if overwrite:
+    mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
+  builder.download_and_prepare(
+      file_format='array_record',
+      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, download_mode=mode))
+  return builder.info.metadata
+
+
+def main(argv=None):
+  parser, args = _parse(argv)
+  if not os.path.isdir(args.manual_dir):
+    parser.error(f'--manual_dir={args.manual_dir} is not a directory')
+  if args.workers < 0:
+    parser.error(f'--workers must be >= 0, got {args.workers}')
+  if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+    parser.error(f'--data_dir={args.data_dir} exists and is not a directory')
+  quiet_tf.import_tf()
+  try:
+    builder = make_builder(args.dataset, args.data_dir, args.workers, args.drop_faceless)
+    meta = prepare(builder, args.manual_dir, args.overwrite)
+  except UsageError as e:
+    parser.error(str(e))
+  except ValueError as e:
+    if str(e).startswith('no '):  # no clip of the dataset under manual_dir
+      parser.error(str(e))
+    raise
+  splits = builder.info.splits
+  print(f'{builder.info.full_name}: ' + ', '.join(f'{s} {splits[s].num_examples}' for s in sorted(splits)) +
+        f' clips; written to {builder.data_dir}')
+  skipped = meta.get('skipped', [])
+  print(f'{len(skipped)} files skipped, {meta.get("num_faceless", 0)} clips without a face '
+        f'({"dropped" if args.drop_faceless else "kept, face_mask all false"}); all listed in '
+        f'{os.path.join(builder.data_dir, "metadata.json")}')
+  for s in skipped[:SHOW_SKIPPED]:
+    print(f'  skipped {s["path"]}: {s["reason"]}')
+  if len(skipped) > SHOW_SKIPPED:
+    print(f'  ... and {len(skipped) - SHOW_SKIPPED} more')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,115 @@
+"""Read a video into a fixed number of evenly spaced frames (paper Fig. 3: "averaged down to 16 frames").
+
+Frames are streamed: every frame is decoded (containers cannot be trusted to seek exactly), but only the sampled
+ones are converted and resized, so a long or 4K video is never held in memory whole.
+"""
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+CROPS = ('squash', 'center')
+# Containers may report a frame count a few percent off from what decodes (FLV estimates it from the duration;
+# an MP4 here reports 98 and decodes 95); a larger shortfall is a truncated file.
+_COUNT_TOLERANCE = 0.1
+
+
+class VideoError(ValueError):
+  """A video that cannot be used; the message is a one-line reason for the skipped-file list."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+  frames: np.ndarray  # (T, H, W, 3) uint8 RGB
+  indices: np.ndarray  # (T,) int: each frame's index in the source video
+  num_source_frames: int
+  fps: float
+  source_size: tuple[int, int]  # (width, height)
+
+
+def sample_indices(num_source_frames, num_frames=16):
+  """The centre frame of each of `num_frames` equal segments of the clip.
+
+  A clip shorter than `num_frames` repeats its frames evenly (each about num_frames / num_source_frames times).
+  """
+  if num_source_frames < 1:
+    raise VideoError('no frames')
+  i = np.arange(num_frames)
+  return ((2 * i + 1) * num_source_frames // (2 * num_frames)).astype(np.int64)  # floor((i + 0.5) * n / T)
+
+
+def to_rgb(frame):
+  """OpenCV's BGR, BGRA or greyscale frame as 3-channel RGB."""
+  if frame.ndim == 2 or frame.shape[-1] == 1:
+    return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2RGB)
+  if frame.shape[-1] == 4:
+    return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+  return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def resize(frame, size, crop='squash'):
+  """Square `size` x `size`: 'squash' stretches the whole frame (as the paper), 'center' crops the middle square."""
+  if crop not in CROPS:
+    raise ValueError(f'crop must be one of {CROPS}, got {crop!r}')
+  if size is None:
+    return frame
+  if crop == 'center':
+    h, w = frame.shape[:2]
+    s = min(h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    frame = frame[y:y + s, x:x + s]
+  shrink = frame.shape[0] > size or frame.shape[1] > size
+  return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _open(path):
+  cap = cv2.VideoCapture(str(path))
+  if not cap.isOpened():
+    cap.release()
+    raise VideoError('cannot be read: no decodable video stream')
+  return cap
+
+
+def _read_pass(path, wanted, size, crop):
+  """Decodes the whole stream once; returns ({index: resized RGB frame} for `wanted`, frames decoded, fps, size)."""
+  cap = _open(path)
+  try:
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    wanted = set(int(i) for i in wanted)
+    kept, n, source_size = {}, 0, (0, 0)
+    while cap.grab():
+      if n in wanted:
+        ok, frame = cap.retrieve()
+        if not ok or frame is None:
+          break  # a frame that demuxes but does not decode: treat the stream as ending here
+        source_size = (frame.shape[1], frame.shape[0])
+        kept[n] = resize(to_rgb(frame), size, crop)
+      n += 1
+    return kept, n, fps, source_size
+  finally:
+    cap.release()
+
+
+def read_clip(path, num_frames=16, size=224, crop='squash'):
+  """Reads `num_frames` evenly spaced frames of any video OpenCV decodes, resized to `size` (None: as is).
+
+  Raises VideoError (with the reason) for a file that cannot be opened, has no frames, or is truncated.
+  """
+  cap = _open(path)
+  reported = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+  cap.release()
+  wanted = sample_indices(reported, num_frames) if reported > 0 else np.zeros(0, np.int64)
+  kept, n, fps, source_size = _read_pass(path, wanted, size, crop)
+  if n == 0:
+    raise VideoError('no frames')
+  if reported > 0 and n < reported * (1 - _COUNT_TOLERANCE):
+    raise VideoError(f'truncated: {n} of {reported} frames decode')
+  indices = sample_indices(n, num_frames)
+  if not set(indices.tolist()) <= kept.keys():
+    # The container's count was unknown or off: read again with the count that actually decoded.
+    kept, n2, fps, source_size = _read_pass(path, indices, size, crop)
+    if n2 != n or not set(indices.tolist()) <= kept.keys():
+      raise VideoError('cannot be read: frame count differs between two decodes')
+  frames = np.stack([kept[int(i)] for i in indices])
+  return Clip(frames=frames, indices=indices, num_source_frames=n, fps=float(fps), source_size=source_size)

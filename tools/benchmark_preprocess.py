@@ -1,0 +1,64 @@
+"""Preprocessing throughput: clips/s for the builders' per-clip work (decode, sample 16, resize to 224, batched
+MTCNN, JPEG encode) in a pool of worker processes. Worker start-up is excluded (a warm-up round runs first).
+
+    python tools/benchmark_preprocess.py [--workers=2] [--clips=48] [--src=mtcae_jax/data/demo/ravdess]
+
+By default it uses the 640x360 clips of the bundled demo data (actors 01 and 02, 16-32 frames each), cycled.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import cv2
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))  # run from a checkout without installing
+
+from mtcae_jax.data import example  # pylint: disable=g-import-not-at-top
+from mtcae_jax.data import pool as pool_lib  # pylint: disable=g-import-not-at-top
+
+DEMO = os.path.join(os.path.dirname(__file__), '..', 'mtcae_jax', 'data', 'demo', 'ravdess')
+
+
+def _clips(src, width, height):
+  found = []
+  for d, _, files in sorted(os.walk(src)):
+    for f in sorted(files):
+      cap = cv2.VideoCapture(os.path.join(d, f))
+      size = (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+      frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+      cap.release()
+      if size == (width, height):
+        found.append((os.path.join(d, f), frames))
+  return found
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--src', default=DEMO)
+  p.add_argument('--workers', type=int, default=2)
+  p.add_argument('--clips', type=int, default=48)
+  p.add_argument('--width', type=int, default=640)
+  p.add_argument('--height', type=int, default=360)
+  args = p.parse_args(argv)
+  sources = _clips(args.src, args.width, args.height)
+  if not sources:
+    p.exit(2, f'error: no {args.width}x{args.height} clips under {args.src}\n')
+  paths = [sources[i % len(sources)][0] for i in range(args.clips)]
+  mean_frames = sum(sources[i % len(sources)][1] for i in range(args.clips)) / args.clips
+  with pool_lib.ClipPool(args.workers, initializer=example.init_worker) as pool:
+    crash = lambda _: (None, pool_lib.CRASH)
+    list(pool.imap(example.process, paths[:4 * args.workers], crash, desc='warm-up'))
+    start = time.perf_counter()
+    results = list(pool.imap(example.process, paths, crash, desc='benchmark'))
+    seconds = time.perf_counter() - start
+  failed = [r for _, (_, r) in results if r is not None]
+  print(f'{args.clips} clips of {args.width}x{args.height} ({mean_frames:.0f} frames on average) with '
+        f'{args.workers} workers: {seconds:.1f} s, {args.clips / seconds:.2f} clips/s '
+        f'({len(failed)} failed); {os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.1f}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
