@@ -43,6 +43,10 @@ class Checkpoints:
   def record(self, step):
     return self._manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))['record']
 
+  def arrays(self, step):
+    """The state saved at `step` as a plain nested dict of arrays, without a target (for inspection)."""
+    return self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
+
   def restore(self, step, abstract_state, shardings):
     """(state, record) at `step`, placed by `shardings` (an nnx State of NamedShardings like abstract_state)."""
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state,

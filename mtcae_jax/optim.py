@@ -3,7 +3,7 @@
 - Weight decay applies to kernels only: biases, norms, layer scales and region tokens are not decayed.
 - Schedules: 'warmup_cosine' (default) or 'constant'; gradient clipping by global norm.
 - Layer-wise lr decay: encoder block i of L gets lr x decay^(L - i), the embedding decay^(L + 1).
-- A frozen encoder gets no updates at all; gradient accumulation over `accumulate_steps` micro-batches.
+- Gradient accumulation over `accumulate_steps` micro-batches. (A frozen encoder is excluded by the caller.)
 """
 
 import jax
@@ -51,19 +51,19 @@ def layerwise_lr_decay(decay):
   return optax.stateless(scale)
 
 
-def make_optimizer(cfg, params, total_steps, frozen_encoder=False):
-  """The optax transformation for `params` (an nnx Param state or any pytree with the model's paths)."""
+def make_optimizer(cfg, total_steps):
+  """The optax transformation for the trainable parameters (the weight-decay mask is computed from their paths).
+
+  A frozen encoder is left out of the trainable parameters by the caller (`nnx.Optimizer(..., wrt=...)`), so it
+  has neither gradients nor optimizer state.
+  """
   tx = optax.adamw(schedule(cfg, total_steps), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                   weight_decay=cfg.weight_decay, mask=decay_mask(params))
+                   weight_decay=cfg.weight_decay, mask=decay_mask)
   parts = [optax.clip_by_global_norm(cfg.grad_clip_norm)] if cfg.grad_clip_norm else []
   parts.append(tx)
   if cfg.layer_decay and cfg.layer_decay != 1.0:
     parts.append(layerwise_lr_decay(cfg.layer_decay))
   tx = optax.chain(*parts)
-  if frozen_encoder:
-    labels = jax.tree_util.tree_map_with_path(
-        lambda p, _: 'frozen' if _path_names(p)[0] == 'encoder' else 'trained', params)
-    tx = optax.multi_transform({'trained': tx, 'frozen': optax.set_to_zero()}, labels)
   if cfg.accumulate_steps > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=cfg.accumulate_steps)
   return tx

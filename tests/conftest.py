@@ -5,14 +5,26 @@ import os
 # Tests check values, not speed: XLA's unoptimised CPU backend compiles about three times faster.
 os.environ.setdefault('XLA_FLAGS', '--xla_backend_optimization_level=0')
 
+import atexit
+import importlib.resources
+import shutil
+import tempfile
+
 import jax
+import numpy as np
 import pytest
 from flax import nnx
 
 from configs import default
 from mtcae_jax import models
+from mtcae_jax.data import demo_data, example, labels, prepare
 
 jax.config.update('jax_default_matmul_precision', 'highest')  # parity checks must not use TF32 on a GPU
+# Many tests compile the same programs (a training run and its resumption, the folds of a cross-validation).
+_CACHE = tempfile.mkdtemp(prefix='mtcae_jax_test_cache_')
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+jax.config.update('jax_compilation_cache_dir', _CACHE)
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
 
 
 def tiny_config(strategy='cascaded', **model):
@@ -39,3 +51,25 @@ def video():
 @pytest.fixture
 def build():
   return lambda config, seed=0: models.build_model(config, rngs=nnx.Rngs(seed))
+
+
+def fixed_faces(frames):
+  """A stand-in for MTCNN in tests that need a dataset, not labels: the same face in every frame but the last."""
+  n = len(frames)
+  points = np.array([[0.35, 0.4], [0.65, 0.4], [0.5, 0.55], [0.4, 0.7], [0.6, 0.7]], np.float32)
+  return labels.FaceLabels(boxes=np.tile(np.float32([0.2, 0.2, 0.8, 0.9]), (n, 1)),
+                           landmarks=np.tile(points, (n, 1, 1)), face_mask=np.arange(n) < n - 1)
+
+
+@pytest.fixture(scope='session')
+def demo_data_dir(tmp_path_factory):
+  """The bundled demo clips prepared as the `ravdess_dfer` TFDS dataset (in-process, fixed face labels)."""
+  data_dir = tmp_path_factory.mktemp('tfds')
+  previous, example._labeler = example._labeler, fixed_faces  # pylint: disable=protected-access
+  try:
+    builder = prepare.make_builder(demo_data.DATASET, str(data_dir), workers=0)
+    with importlib.resources.as_file(demo_data.RAW) as raw:
+      prepare.prepare(builder, str(raw))
+  finally:
+    example._labeler = previous  # pylint: disable=protected-access
+  return str(data_dir)

@@ -33,6 +33,11 @@ def data_source(name, split, data_dir):
   quiet_tf.import_tf()  # hides GPUs and TPUs from TensorFlow before TFDS can run anything with it
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   import mtcae_jax.data.datasets  # pylint: disable=g-import-not-at-top,unused-import  # registers the builders
+  # Without this check TFDS would try to build the dataset here, from a manual_dir nobody gave it.
+  if not tfds.builder(name, data_dir=data_dir).is_prepared():
+    raise FileNotFoundError(f'dataset {name} is not prepared in {data_dir or "the TFDS default data_dir"}; '
+                            f'run python -m mtcae_jax.data.prepare --dataset={name} --manual_dir=DIR '
+                            f'--data_dir={data_dir or "DIR"}')
   return tfds.data_source(name, split=split, data_dir=data_dir)
 
 
