@@ -57,7 +57,9 @@ def make_optimizer(cfg, total_steps):
   A frozen encoder is left out of the trainable parameters by the caller (`nnx.Optimizer(..., wrt=...)`), so it
   has neither gradients nor optimizer state.
   """
-  tx = optax.adamw(schedule(cfg, total_steps), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+  # With accumulation the inner optimizer (and its schedule) steps once per `accumulate_steps` micro-batches.
+  updates = max(total_steps // max(cfg.accumulate_steps, 1), 1)
+  tx = optax.adamw(schedule(cfg, updates), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
                    weight_decay=cfg.weight_decay, mask=decay_mask)
   parts = [optax.clip_by_global_norm(cfg.grad_clip_norm)] if cfg.grad_clip_norm else []
   parts.append(tx)

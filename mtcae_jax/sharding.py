@@ -24,9 +24,11 @@ def make_mesh(shape=(-1, 1, 1), devices=None):
   if -1 in shape:
     known = int(np.prod([s for s in shape if s != -1]))
     shape[shape.index(-1)] = len(devices) // known
-  if int(np.prod(shape)) != len(devices):
-    raise ValueError(f'mesh shape {tuple(shape)} for axes {AXES} needs {int(np.prod(shape))} devices; '
+  needed = int(np.prod(shape))
+  if needed > len(devices) or needed < 1:
+    raise ValueError(f'mesh shape {tuple(shape)} for axes {AXES} needs {needed} devices; '
                      f'{len(devices)} available')
+  devices = devices[:needed]  # a mesh given in full may use fewer devices than there are
   # Auto axes: with the default Explicit axes, fsdp-sharded kernels fail inside matmuls.
   return jax.make_mesh(tuple(shape), AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(AXES),
                        devices=devices)

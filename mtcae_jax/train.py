@@ -21,7 +21,7 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from mtcae_jax import checkpointing, evaluate, losses, models, optim, run_log, sharding
+from mtcae_jax import checkpointing, evaluate, losses, models, optim, sharding
 from mtcae_jax.data import augment, pipeline
 
 # Config fields that may change between a run and its resumption; any other change is refused.
@@ -66,6 +66,30 @@ def train_state_maker(config, total_steps):
   return make
 
 
+def make_train_step(config, graphdef, state_sharding, mesh):
+  """The jitted step (state, batch) -> (state, metrics): forward, backward and optimizer update on the mesh.
+
+  The state is donated (updated in place); `batch` holds `pipeline.DEVICE_KEYS` split over the batch axes.
+  """
+  wrt, loss_weights = trainable(config), dict(config.loss)
+  batch_sharding = {k: sharding.batch_sharding(mesh) for k in pipeline.DEVICE_KEYS}
+
+  def train_step(state, batch):
+    model, opt = nnx.merge(graphdef, state)
+    key = jax.random.fold_in(jax.random.key(config.seed), opt.step[...])
+
+    def loss_fn(model):
+      return losses.multitask_loss(model(batch['video'], key=key), batch, loss_weights, config.label_smoothing)
+
+    (loss, parts), grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
+    opt.update(model, grads)
+    return nnx.state((model, opt)), {'loss': loss, 'grad_norm': optax.tree.norm(grads),
+                                     **{f'loss_{k}': v for k, v in parts.items()}}
+
+  return jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
+                 out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0)
+
+
 def restore_train_state(config, ckpt, step, mesh):
   """(graphdef, state, state shardings) of the (model, optimizer) pair saved at `step` of `ckpt`."""
   graphdef, state, shardings = sharding.create_sharded(train_state_maker(config, 1), mesh)
@@ -76,6 +100,8 @@ def restore_train_state(config, ckpt, step, mesh):
 def train_and_evaluate(config, workdir, *, stop_after=None):
   """Trains and evaluates; returns the final test metrics. `stop_after`: leave after that many steps of this
   run, as a preemption would (the next run resumes)."""
+  # Imported here: clu's writers import TensorFlow, which `make_train_step` (and the benchmark) do not need.
+  from mtcae_jax import run_log  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   config_json = json.loads(config.to_json())
@@ -99,7 +125,6 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   checkpoint_every = config.checkpoint_every_steps or eval_every
 
   # ---------------- Model and optimizer, created directly sharded ----------------
-  wrt = trainable(config)
   graphdef, state, state_sharding = sharding.create_sharded(train_state_maker(config, total_steps), mesh)
   abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
 
@@ -121,23 +146,8 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
     state = jax.device_put(nnx.state((model, opt)), state_sharding)
 
   # ---------------- Steps ----------------
-  batch_sharding = {k: sharding.batch_sharding(mesh) for k in pipeline.DEVICE_KEYS}
   loss_weights = dict(config.loss)
-
-  def train_step(state, batch):
-    model, opt = nnx.merge(graphdef, state)
-    key = jax.random.fold_in(jax.random.key(config.seed), opt.step[...])
-
-    def loss_fn(model):
-      return losses.multitask_loss(model(batch['video'], key=key), batch, loss_weights, config.label_smoothing)
-
-    (loss, parts), grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
-    opt.update(model, grads)
-    return nnx.state((model, opt)), {'loss': loss, 'grad_norm': optax.tree.norm(grads),
-                                     **{f'loss_{k}': v for k, v in parts.items()}}
-
-  train_step = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
-                       out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0)
+  train_step = make_train_step(config, graphdef, state_sharding, mesh)
   eval_step = jax.jit(evaluate.make_eval_step(graphdef, loss_weights))
   num_eval_batches = pipeline.num_eval_batches(len(test_source), config.eval_batch_size)
 
@@ -213,11 +223,11 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   return result
 
 
-def evaluate_checkpoint(config, workdir, step=None):
-  """Evaluates the best (or given) checkpoint of `workdir` on its test fold and writes the reports."""
+def evaluate_checkpoint(config, workdir, step=None, split=None):
+  """Evaluates the best (or given) checkpoint of `workdir` on its test fold (or `split`); writes the reports."""
   workdir = pathlib.Path(workdir)
   mesh = sharding.make_mesh(tuple(config.mesh_shape))
-  test_source = pipeline.data_source(config.dataset, f'fold{config.fold}', config.data_dir or None)
+  test_source = pipeline.data_source(config.dataset, split or f'fold{config.fold}', config.data_dir or None)
   ckpt = checkpointing.Checkpoints(workdir / 'checkpoints', keep=config.keep_checkpoints)
   step = step or ckpt.best_step() or ckpt.latest_step()
   if not step:
@@ -227,7 +237,8 @@ def evaluate_checkpoint(config, workdir, step=None):
   batches = pipeline.eval_batches(test_source, config, config.eval_batch_size, mesh=mesh,
                                   num_views=config.eval_views)
   result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes)
-  evaluate.write_reports(workdir / f'eval_step{step}', result, rows, class_names(test_source, config.num_classes))
+  evaluate.write_reports(workdir / f'eval_step{step}' / (split or f'fold{config.fold}'), result, rows,
+                         class_names(test_source, config.num_classes))
   print(f'step {step}: UAR {100 * result["uar"]:.2f}  WAR {100 * result["war"]:.2f}')
   ckpt.close()
   return result

@@ -25,6 +25,7 @@ _CACHE = tempfile.mkdtemp(prefix='mtcae_jax_test_cache_')
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 jax.config.update('jax_compilation_cache_dir', _CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+os.environ.update(JAX_COMPILATION_CACHE_DIR=_CACHE, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')  # subprocesses
 
 
 def tiny_config(strategy='cascaded', **model):

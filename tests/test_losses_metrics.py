@@ -52,6 +52,9 @@ def test_uar_war_from_a_hand_made_confusion_matrix():
   assert metrics.war(cm) == pytest.approx(6 / 10)
   assert metrics.uar(cm) == pytest.approx((3 / 4 + 1 / 2 + 2 / 4) / 3)  # absent class 3 left out
   assert np.isnan(metrics.per_class_recall(cm)[3])
+  # A class present in the labels but never predicted counts, with recall 0.
+  cm = metrics.confusion_matrix([0, 0, 1, 1, 2], [0, 0, 0, 0, 2], 3)
+  assert metrics.uar(cm) == pytest.approx((1 + 0 + 1) / 3) and metrics.war(cm) == pytest.approx(3 / 5)
 
 
 def test_box_iou_and_landmark_nme():

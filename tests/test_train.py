@@ -3,7 +3,7 @@
 import csv
 import json
 import math
-import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,6 +86,19 @@ def test_frozen_encoder_keeps_its_weights(demo_data_dir, tmp_path):
     assert np.array_equal(before[...], after[...]) == (path[0] == 'encoder'), path
 
 
+def test_tiny_model_learns_all_three_tasks_and_fits_its_training_set(demo_data_dir, tmp_path):
+  config = small_config(demo_data_dir, num_steps=120, eval_every_steps=120, log_every_steps=10)
+  config.augment.update(hflip=0.0, crop_prob=0.0, scale_jitter=0.0, brightness=0.0, contrast=0.0, saturation=0.0)
+  config.model.decoder.dropout = config.model.head.dropout = 0.0
+  config.optimizer.update(learning_rate=3e-3, warmup_steps=10)
+  train.train_and_evaluate(config, tmp_path)
+  log = [r for r in run_log.read(tmp_path) if r['split'] == 'train']
+  for task in ('loss_boxes', 'loss_landmarks', 'loss_expression'):
+    assert log[-1][task] < 0.5 * log[0][task], (task, log[0][task], log[-1][task])
+  fitted = train.evaluate_checkpoint(config, tmp_path, split=train.pipeline.train_split(config.fold))
+  assert fitted['war'] >= 0.9
+
+
 def test_cross_validation_report(demo_data_dir, tmp_path):
   config = small_config(demo_data_dir, num_steps=1, eval_every_steps=1, eval_views=2)
   report = cross_validation.run(config, tmp_path)
@@ -108,17 +121,24 @@ def test_markdown_report_from_hand_values():
 def test_command_line_trains_evaluates_and_stops_cleanly_on_sigterm(demo_data_dir, tmp_path):
   command = [sys.executable, '-m', 'mtcae_jax.main', '--config=configs/demo.py', f'--workdir={tmp_path}',
              f'--config.data_dir={demo_data_dir}', '--config.num_frames=4', '--config.image_size=32',
-             '--config.num_steps=400', '--config.log_every_steps=1']
+             '--config.num_steps=30', '--config.log_every_steps=1']
   proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 240
   while time.time() < deadline and not [r for r in run_log.read(tmp_path) if r['split'] == 'train']:
-    time.sleep(0.5)
+    time.sleep(0.2)
   proc.send_signal(signal.SIGTERM)
   _, err = proc.communicate(timeout=120)
   assert proc.returncode == 0, err[-2000:]
   assert 'rerun the same command to resume' in err
   step = checkpointing.Checkpoints(tmp_path / 'checkpoints').latest_step()
-  assert 1 <= step < 400
+  assert 1 <= step < 30
+
+  # The same command again resumes there, finishes and reports.
+  done = subprocess.run(command, capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert f'Resuming from step {step} of 30' in done.stdout
+  assert re.search(r'fold0 after 30 steps: UAR \d+\.\d\d  WAR \d+\.\d\d', done.stdout)
+  assert (tmp_path / 'predictions.csv').exists() and (tmp_path / 'confusion.png').exists()
 
   # A bad config: one line on stderr, exit status 2.
   bad = subprocess.run(command[:4] + [f'--workdir={tmp_path / "other"}', '--config.prepare_demo_data=False',

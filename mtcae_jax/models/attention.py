@@ -69,7 +69,8 @@ class CrossAttention(nnx.Module):
     self.num_heads, self.head_dim, self.impl, self.dropout_rate = num_heads, head_dim, impl, dropout_rate
     inner = num_heads * head_dim
     self.query = layers.dense(dim, inner, ('embed', 'heads'), dtype=dtype, rngs=rngs)
-    self.key = layers.dense(dim, inner, ('embed', 'heads'), dtype=dtype, rngs=rngs)
+    # No key bias: softmax is invariant to it, so its gradient is zero up to rounding, which AdamW would amplify.
+    self.key = layers.dense(dim, inner, ('embed', 'heads'), use_bias=False, dtype=dtype, rngs=rngs)
     self.value = layers.dense(dim, inner, ('embed', 'heads'), dtype=dtype, rngs=rngs)
     self.out = layers.dense(inner, dim, ('heads', 'embed'), dtype=dtype, rngs=rngs)
 
