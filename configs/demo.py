@@ -5,6 +5,8 @@
 The demo data (18 clips of 6 people, in the RAVDESS layout, inside the package) is built into WORKDIR/data on
 first use. Same model and code path as the paper's configs, scaled down to run on a laptop CPU in minutes:
 8 frames of 64 px, the 2-layer `tiny` encoder (width 32) and the cascaded decoders at depth 2, width 32.
+Eighteen clips are far too few to learn expressions across people, so expect a UAR near chance: the demo shows
+the whole pipeline (data build, sharded training, checkpoints, evaluation, reports) working, not accuracy.
 """
 
 from configs import ravdess
