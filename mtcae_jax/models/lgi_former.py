@@ -68,11 +68,7 @@ class LGIConfig:
   @property
   def grid(self):
     """Token grid (T', H', W') of the local tokens."""
-    if self.num_frames % self.tubelet_size or self.image_size % self.patch_size:
-      raise ValueError(f'{self.num_frames} frames of {self.image_size} px do not tile into tubelets of '
-                       f'{self.tubelet_size}x{self.patch_size}x{self.patch_size}')
-    side = self.image_size // self.patch_size
-    return self.num_frames // self.tubelet_size, side, side
+    return vit.token_grid(self)
 
   @property
   def regions(self):

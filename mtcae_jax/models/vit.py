@@ -42,15 +42,20 @@ class ViTConfig:
   @property
   def grid(self):
     """Token grid (T', H', W')."""
-    if self.num_frames % self.tubelet_size or self.image_size % self.patch_size:
-      raise ValueError(f'{self.num_frames} frames of {self.image_size} px do not tile into tubelets of '
-                       f'{self.tubelet_size}x{self.patch_size}x{self.patch_size}')
-    side = self.image_size // self.patch_size
-    return self.num_frames // self.tubelet_size, side, side
+    return token_grid(self)
 
   @property
   def num_tokens(self):
     return int(np.prod(self.grid))
+
+
+def token_grid(cfg):
+  """(T', H', W') tubelets of a config with num_frames, image_size, tubelet_size and patch_size."""
+  if cfg.num_frames % cfg.tubelet_size or cfg.image_size % cfg.patch_size:
+    raise ValueError(f'{cfg.num_frames} frames of {cfg.image_size} px do not tile into tubelets of '
+                     f'{cfg.tubelet_size}x{cfg.patch_size}x{cfg.patch_size}')
+  side = cfg.image_size // cfg.patch_size
+  return cfg.num_frames // cfg.tubelet_size, side, side
 
 
 def vit_config(variant, **overrides):
