@@ -1,0 +1,466 @@
+r"""Run a trained model on videos: expression probabilities, and per frame the face box and five landmarks.
+
+    python -m mtcae_jax.predict --checkpoint=runs/demo --video=clip.mp4 --output=clip.json \
+        --overlay=clip.gif --sheet=clip.png
+    python -m mtcae_jax.predict --checkpoint=runs/demo --video=videos/ --output=predictions.jsonl
+
+`--checkpoint` is a training workdir (its best checkpoint, else its latest; `--step` picks another) or a
+directory written by `mtcae_jax.convert` (run as `stl`: expression only). Frames are sampled and resized as for
+training: 16 evenly spaced frames squashed to 224 px and JPEG-coded as the datasets store them, then the model's
+`num_frames` of those at its `image_size`. No face detector runs: the model's own heads give the face, mapped back
+to the source video's pixels (x right, y down, edges of the frame at 0 and width/height).
+
+A folder (searched recursively for video files), several `--video`s or `--videos_from=LIST` run as a batch and
+write JSON lines, one per video; a video that cannot be read gets a line with its `error` and the rest go on.
+Exit status: 0 when every video was predicted, 1 when some were (the failed ones are in the output and on
+stderr), 2 when none was or the command itself is wrong (bad flags, not a checkpoint): then one line `error: ...`.
+
+TensorFlow is never imported here: prediction needs JAX, OpenCV and the checkpoint only.
+"""
+
+import argparse
+import collections
+import concurrent.futures as cf
+import dataclasses
+import json
+import os
+import pathlib
+import sys
+
+import numpy as np
+
+# The input normalisation of MAE-DFER and VideoMAE encoders (configs/default.py), for converted checkpoints.
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.flv', '.m4v', '.mpg', '.mpeg', '.wmv')
+
+
+class PredictError(ValueError):
+  """A checkpoint or request that cannot be used; the message is one line."""
+
+
+@dataclasses.dataclass
+class Predictor:
+  """A model ready to run: `__call__(videos (B, T, S, S, 3) normalised float32) -> dict of NumPy arrays`."""
+  fn: object  # jitted (state, video) -> outputs
+  state: object
+  num_frames: int
+  image_size: int
+  mean: np.ndarray
+  std: np.ndarray
+  class_names: list
+  source: str  # what was loaded, for the JSON: 'DIR (step N)' or 'DIR (converted)'
+  has_faces: bool
+
+  def __call__(self, videos):
+    out = self.fn(self.state, videos)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading.
+
+def _class_names(workdir, num_classes):
+  """The names a finished run wrote into metrics.json (no TFDS, so no TensorFlow); else the indices."""
+  for path in [workdir / 'metrics.json', *sorted(workdir.glob('eval_step*/metrics.json'))]:
+    try:
+      names = json.loads(path.read_text()).get('class_names')
+    except (OSError, ValueError):
+      continue
+    if names and len(names) == num_classes:
+      return list(names)
+  return [str(i) for i in range(num_classes)]
+
+
+def _jit_model(graphdef, extract):
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+
+  def run(state, video):
+    out = nnx.merge(graphdef, state)(video)
+    result = {'probabilities': jax.nn.softmax(out['logits'].astype('float32'), axis=-1)}
+    result.update({k: out[k] for k in extract if k in out})
+    return result
+  return jax.jit(run)
+
+
+def _workdir_of(path):
+  """(training workdir, step or None) for a workdir, its checkpoints/ or one step in it; (None, None) otherwise."""
+  if path.name.isdigit() and path.parent.name == 'checkpoints':
+    return path.parent.parent, int(path.name)
+  if path.name == 'checkpoints':
+    path = path.parent
+  if (path / 'checkpoints').is_dir() and any(p.name.isdigit() for p in (path / 'checkpoints').iterdir()):
+    return path, None
+  return None, None
+
+
+def load(checkpoint, *, step=None, class_names=None):
+  """A Predictor from a training workdir or a converted checkpoint directory. Raises PredictError."""
+  path = pathlib.Path(checkpoint)
+  if not path.is_dir():
+    raise PredictError(f'{checkpoint}: no such directory (expected a training workdir or a converted checkpoint)')
+  workdir, named_step = _workdir_of(path)
+  if workdir is not None:
+    return _load_workdir(workdir, step or named_step, class_names)
+  if (path / 'config.json').is_file():
+    return _load_converted(path, class_names)
+  if (path / 'fold_0').is_dir():
+    raise PredictError(f'{checkpoint} is a cross-validation workdir: pass one fold, e.g. {path / "fold_0"}')
+  raise PredictError(f'{checkpoint}: not a checkpoint (neither a training workdir with checkpoints/ nor a '
+                     'directory written by mtcae_jax.convert)')
+
+
+def _load_workdir(workdir, step, class_names):
+  import jax  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+
+  from mtcae_jax import checkpointing, models  # pylint: disable=g-import-not-at-top
+  ckpt = checkpointing.Checkpoints(workdir / 'checkpoints')
+  try:
+    steps = ckpt.all_steps()
+    if step is None:
+      step = ckpt.best_step() or ckpt.latest_step()
+    elif step not in steps:
+      raise PredictError(f'{workdir}: no checkpoint at step {step} (there are {", ".join(map(str, steps))})')
+    if step is None:
+      raise PredictError(f'{workdir}: no finished checkpoint in {workdir / "checkpoints"}')
+    config = ml_collections.ConfigDict(ckpt.record(step)['config'])
+  finally:
+    ckpt.close()
+  graphdef, abstract = nnx.split(models.abstract_model(config))
+  # The saved state is nnx.state((model, optimizer)): restore the model half only, on this process's first
+  # device, whatever mesh it was saved from. Leaves are saved as {'value': array}.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = {'0': jax.tree.map(lambda x: {'value': jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)},
+                              nnx.to_pure_dict(abstract))}
+  state_dir = (workdir / 'checkpoints' / str(step) / 'state').absolute()
+  with ocp.PyTreeCheckpointer() as checkpointer:
+    # A partial restore would silently skip saved parameters this version's model lacks: refuse instead.
+    saved = _paths(checkpointer.metadata(state_dir).item_metadata.tree['0'])
+    wanted = _paths(target['0'])
+    if saved != wanted:
+      diff = sorted(saved - wanted)[:2] + sorted(wanted - saved)[:2]
+      raise PredictError(f'{workdir} (step {step}) was saved by a model with other parameters than this version '
+                         f'builds from its config ({len(saved - wanted)} saved only, {len(wanted - saved)} '
+                         f'missing, e.g. {", ".join(diff)})')
+    restored = checkpointer.restore(
+        state_dir,
+        args=ocp.args.PyTreeRestore(item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                                    partial_restore=True))
+  is_leaf = lambda x: isinstance(x, dict) and set(x) == {'value'}
+  nnx.replace_by_pure_dict(abstract, jax.tree.map(lambda x: x['value'], restored['0'], is_leaf=is_leaf))
+  faces = config.model.strategy != 'stl'
+  names = list(class_names) if class_names else _class_names(workdir, config.num_classes)
+  return Predictor(fn=_jit_model(graphdef, ('boxes', 'landmarks') if faces else ()), state=abstract,
+                   num_frames=config.num_frames, image_size=config.image_size,
+                   mean=np.asarray(config.input.mean, np.float32), std=np.asarray(config.input.std, np.float32),
+                   class_names=_checked_names(names, config.num_classes), source=f'{workdir} (step {step})',
+                   has_faces=faces)
+
+
+def _paths(tree):
+  import jax  # pylint: disable=g-import-not-at-top
+  return {'.'.join(str(getattr(k, 'key', k)) for k in path).removesuffix('.value')
+          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _load_converted(path, class_names):
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+
+  from mtcae_jax import convert  # pylint: disable=g-import-not-at-top
+  meta = convert.read_config(path)
+  if not meta.get('num_classes'):
+    raise PredictError(f'{path}: the converted checkpoint has no classifier head (a pre-trained encoder); '
+                       'fine-tune it first (config.init_from)')
+  graphdef, state = nnx.split(convert.load_converted(path))
+  names = list(class_names) if class_names else [str(i) for i in range(meta['num_classes'])]
+  return Predictor(fn=_jit_model(graphdef, ()), state=state, num_frames=meta['encoder']['num_frames'],
+                   image_size=meta['encoder']['image_size'], mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                   class_names=_checked_names(names, meta['num_classes']), source=f'{path} (converted)',
+                   has_faces=False)
+
+
+def _checked_names(names, num_classes):
+  if len(names) != num_classes:
+    raise PredictError(f'{len(names)} class names given for a model of {num_classes} classes')
+  return names
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One video: decode, the model's input, the result.
+
+@dataclasses.dataclass
+class Decoded:
+  path: str
+  video: np.ndarray  # (T, S, S, 3) float32, normalised: the model's input
+  indices: np.ndarray  # (T,) source frame index of each model frame
+  source_size: tuple  # (width, height)
+  fps: float
+  num_source_frames: int
+  frames: np.ndarray = None  # (T, h, w, 3) uint8 RGB at display size, when an overlay or sheet is wanted
+
+
+def decode(path, predictor, keep_frames=False):
+  """Reads `path` as training does. Raises video.VideoError (one line) for a missing or unreadable file."""
+  import cv2  # pylint: disable=g-import-not-at-top
+
+  from mtcae_jax.data import augment, example, pipeline, video  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise video.VideoError('no such file')
+  # The whole source frame is kept only when it is drawn on; read_clip resizes the same way either way.
+  clip = video.read_clip(path, num_frames=example.NUM_FRAMES, size=None if keep_frames else example.IMAGE_SIZE)
+  stored = clip.frames
+  if keep_frames:
+    stored = np.stack([video.resize(f, example.IMAGE_SIZE) for f in clip.frames])
+  # The datasets store JPEGs: code and decode the same way, so the model sees the pixels it was trained on.
+  stored = np.stack([cv2.cvtColor(cv2.imdecode(np.frombuffer(example.encode_jpeg(f), np.uint8), cv2.IMREAD_COLOR),
+                                  cv2.COLOR_BGR2RGB) for f in stored])
+  t = pipeline.temporal_indices(len(stored), predictor.num_frames)  # as pipeline.preprocess at evaluation
+  pixels = augment.warp(stored[t], augment.FULL, predictor.image_size).astype(np.float32) / 255
+  frames = None
+  if keep_frames:
+    from mtcae_jax import overlay  # pylint: disable=g-import-not-at-top
+    s = overlay.display_scale(*clip.source_size)
+    frames = clip.frames[t] if s == 1 else np.stack(
+        [cv2.resize(f, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) for f in clip.frames[t]])
+  return Decoded(path=str(path), video=(pixels - predictor.mean) / predictor.std, indices=clip.indices[t],
+                 source_size=clip.source_size, fps=clip.fps, num_source_frames=clip.num_source_frames,
+                 frames=frames)
+
+
+def to_source_pixels(points, width, height):
+  """Normalised (x, y) pairs (..., 2k) -> pixels of a width x height source, clipped to the frame.
+
+  The model saw the whole frame squashed to a square, so x scales by the width and y by the height.
+  """
+  scale = np.tile(np.array([width, height], np.float64), points.shape[-1] // 2)
+  return np.clip(np.asarray(points, np.float64) * scale, 0, scale)
+
+
+def result(decoded, predictor, out):
+  """The JSON record of one video from its model outputs `out` (no batch axis)."""
+  probs = np.asarray(out['probabilities'], np.float64)
+  probs = probs / probs.sum()  # exactly 1 in float64, not only to float32 precision
+  w, h = decoded.source_size
+  from mtcae_jax.data import labels  # pylint: disable=g-import-not-at-top
+  frames = []
+  for t, index in enumerate(decoded.indices):
+    frame = {'index': int(index)}
+    if 'boxes' in out:
+      box = to_source_pixels(out['boxes'][t], w, h)
+      # A regressed box may come out inverted; the JSON promises x_min <= x_max and y_min <= y_max.
+      frame['box'] = [round(float(v), 2) for v in (min(box[0], box[2]), min(box[1], box[3]),
+                                                    max(box[0], box[2]), max(box[1], box[3]))]
+      points = to_source_pixels(out['landmarks'][t], w, h)
+      frame['landmarks'] = {name: [round(float(x), 2), round(float(y), 2)]
+                            for name, (x, y) in zip(labels.POINTS, points)}
+    frames.append(frame)
+  return {
+      'video': decoded.path,
+      'label': predictor.class_names[int(np.argmax(probs))],
+      'probabilities': {c: float(p) for c, p in zip(predictor.class_names, probs)},
+      'source': {'width': int(w), 'height': int(h), 'fps': decoded.fps if np.isfinite(decoded.fps) else 0.0,
+                 'num_frames': decoded.num_source_frames},
+      'checkpoint': predictor.source,
+      'frames': frames,
+  }
+
+
+def annotate(decoded, record, predictor):
+  """The decoded display frames with the record's predictions drawn on them."""
+  from mtcae_jax import overlay  # pylint: disable=g-import-not-at-top
+  s = decoded.frames.shape[2] / decoded.source_size[0], decoded.frames.shape[1] / decoded.source_size[1]
+  probs = [record['probabilities'][c] for c in predictor.class_names]
+  out = []
+  for frame, f in zip(decoded.frames, record['frames']):
+    box = np.array(f['box']) * np.tile(s, 2) if 'box' in f else None
+    marks = np.array(list(f['landmarks'].values())) * np.array(s) if 'landmarks' in f else None
+    out.append(overlay.draw(frame, probs, predictor.class_names, box, marks))
+  return np.stack(out)
+
+
+def predict_video(predictor, path, *, overlay_path=None, sheet_path=None):
+  """The JSON record of one video; writes the overlay (.mp4 or .gif) and the contact sheet (.png) if asked."""
+  keep = bool(overlay_path or sheet_path)
+  decoded = decode(path, predictor, keep_frames=keep)
+  out = predictor(decoded.video[None])
+  record = result(decoded, predictor, {k: v[0] for k, v in out.items()})
+  if keep:
+    from mtcae_jax import overlay  # pylint: disable=g-import-not-at-top
+    frames = annotate(decoded, record, predictor)
+    if overlay_path:
+      # As long as the source lasts, within 2-12 frames a second (a long video's few samples would crawl).
+      duration = decoded.num_source_frames / (decoded.fps or 25.0)
+      overlay.write_video(overlay_path, frames, float(np.clip(len(frames) / max(duration, 1e-3), 2, 12)))
+    if sheet_path:
+      overlay.write_image(sheet_path, overlay.contact_sheet(frames, [f'frame {i}' for i in decoded.indices]))
+  return record
+
+
+def predict_many(predictor, paths, *, batch_size=8, workers=0):
+  """Yields one record per path, in order: results, or {'video': path, 'error': reason} for a bad file.
+
+  Decoding runs on threads (OpenCV releases the GIL) a bounded distance ahead of the model, which sees full
+  batches of `batch_size` (the last is padded, so one program is compiled).
+  """
+  from mtcae_jax.data import video  # pylint: disable=g-import-not-at-top
+  workers = workers or min(8, os.cpu_count() or 1)
+
+  def safe_decode(path):
+    try:
+      return decode(path, predictor)
+    except video.VideoError as e:
+      return str(e)
+    except Exception as e:  # pylint: disable=broad-except  # one undecodable file must not stop the batch
+      return ' '.join(f'{type(e).__name__}: {e}'.split())[:300]
+
+  todo, queue = iter(paths), collections.deque()
+  with cf.ThreadPoolExecutor(workers) as pool:
+    def fill():  # decoded clips wait in memory: keep a few batches' worth, not the whole folder
+      while len(queue) < 2 * batch_size + workers and (path := next(todo, None)) is not None:
+        queue.append((path, pool.submit(safe_decode, path)))
+    fill()
+    while queue:
+      chunk, good = [], []
+      while queue and len(good) < batch_size:
+        path, future = queue.popleft()
+        chunk.append((path, future.result()))
+        good += [chunk[-1][1]] if not isinstance(chunk[-1][1], str) else []
+        fill()
+      if good:
+        out = predictor(np.stack([d.video for d in good] + [good[0].video] * (batch_size - len(good))))
+      row = iter(range(len(good)))
+      for path, d in chunk:
+        if isinstance(d, str):
+          yield {'video': str(path), 'error': d}
+        else:
+          i = next(row)
+          yield result(d, predictor, {k: v[i] for k, v in out.items()})
+
+
+def expand(paths, list_file=None):
+  """Video paths from files, folders (recursively: files with a video suffix) and a list file (one a line)."""
+  out = []
+  if list_file:
+    try:
+      lines = pathlib.Path(list_file).read_text().splitlines()
+    except OSError as e:
+      raise PredictError(f'{list_file}: cannot read the list ({e.strerror})') from None
+    paths = list(paths) + [l.strip() for l in lines if l.strip() and not l.startswith('#')]
+  for p in paths:
+    if os.path.isdir(p):
+      found = sorted(str(f) for f in pathlib.Path(p).rglob('*') if f.suffix.lower() in VIDEO_SUFFIXES
+                     and f.is_file())
+      if not found:
+        raise PredictError(f'{p}: no video files in this folder ({", ".join(VIDEO_SUFFIXES)})')
+      out += found
+    else:
+      out.append(p)
+  return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line.
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):
+    print(f'error: {message} (see --help)', file=sys.stderr)
+    sys.exit(2)
+
+
+def _parse(argv):
+  p = _Parser(prog='python -m mtcae_jax.predict', description=__doc__.split('\n\n')[0],
+              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--checkpoint', required=True, help='a training workdir or a converted checkpoint directory')
+  p.add_argument('--video', action='append', default=[], help='a video file or folder; repeat for a batch')
+  p.add_argument('--videos_from', '--videos-from', help='a text file listing videos, one a line')
+  p.add_argument('--output', help='JSON (one video) or JSON lines (a batch); default: stdout')
+  p.add_argument('--overlay', help='one video only: write the annotated frames as .mp4 or .gif')
+  p.add_argument('--sheet', help='one video only: write a contact sheet of the annotated frames (.png)')
+  p.add_argument('--step', type=int, help='the checkpoint step (default: the best, else the latest)')
+  p.add_argument('--class_names', '--class-names', help='comma-separated names (default: those of the run)')
+  p.add_argument('--batch_size', '--batch-size', type=int, default=8, help='clips per model call in a batch')
+  p.add_argument('--workers', type=int, default=0, help='decoding threads (0: up to 8, one per core)')
+  args = p.parse_args(argv)
+  if not args.video and not args.videos_from:
+    p.error('give --video=PATH (a file or folder) or --videos_from=LIST')
+  if args.batch_size < 1:
+    p.error(f'--batch_size must be >= 1, got {args.batch_size}')
+  for flag, suffixes in (('overlay', ('.mp4', '.gif')), ('sheet', ('.png', '.jpg'))):
+    value = getattr(args, flag)
+    if value and not value.lower().endswith(suffixes):
+      p.error(f'--{flag} must end in {" or ".join(suffixes)}, got {value}')
+  return args
+
+
+def _write(path, text):
+  if path is None:
+    sys.stdout.write(text)
+  else:
+    pathlib.Path(path).write_text(text)
+
+
+def main(argv=None):
+  args = _parse(sys.argv[1:] if argv is None else argv)
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.ERROR)  # orbax warns about metadata files of older checkpoints, every time
+  # FFmpeg prints its own diagnosis of a bad file ('moov atom not found') to stderr; ours is the one line.
+  os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
+  from mtcae_jax.data import video  # pylint: disable=g-import-not-at-top
+  try:
+    paths = expand(args.video, args.videos_from)
+    single = len(paths) == 1 and not os.path.isdir(args.video[0] if args.video else '') and not args.videos_from
+    if not single and (args.overlay or args.sheet):
+      raise PredictError('--overlay and --sheet are for one video; a batch writes JSON lines only')
+    if single and not os.path.isfile(paths[0]):  # before loading the model: a typo should fail fast
+      raise video.VideoError(f'{paths[0]}: no such file')
+    names = [c.strip() for c in args.class_names.split(',')] if args.class_names else None
+    try:
+      predictor = load(args.checkpoint, step=args.step, class_names=names)
+    except (PredictError, OSError):
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # orbax and JSON errors of a damaged checkpoint
+      raise PredictError(f'{args.checkpoint}: cannot load the checkpoint: '
+                         + ' '.join(f'{type(e).__name__}: {e}'.split())[:300]) from None
+    if single:
+      try:
+        record = predict_video(predictor, paths[0], overlay_path=args.overlay, sheet_path=args.sheet)
+      except video.VideoError as e:
+        raise video.VideoError(f'{paths[0]}: {e}') from None
+      _write(args.output, json.dumps(record, indent=1) + '\n')
+      return 0
+    return _batch(predictor, paths, args)
+  except (PredictError, video.VideoError, OSError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+
+
+def _batch(predictor, paths, args):
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  failed = 0
+  out = open(args.output, 'w') if args.output else sys.stdout  # pylint: disable=consider-using-with
+  try:
+    with tqdm(total=len(paths), desc='predict', unit='video', file=sys.stderr) as bar:
+      for record in predict_many(predictor, paths, batch_size=args.batch_size, workers=args.workers):
+        if 'error' in record:
+          failed += 1
+          tqdm.write(f'skipped {record["video"]}: {record["error"]}', file=sys.stderr)
+        out.write(json.dumps(record) + '\n')
+        out.flush()
+        bar.update(1)
+  finally:
+    if out is not sys.stdout:
+      out.close()
+  if failed == len(paths):
+    print(f'error: none of the {len(paths)} videos could be read', file=sys.stderr)
+    return 2
+  if failed:
+    print(f'{failed} of {len(paths)} videos could not be read (their lines have an "error")', file=sys.stderr)
+  return 1 if failed else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
