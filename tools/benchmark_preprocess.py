@@ -1,5 +1,7 @@
 """Preprocessing throughput: clips/s for the builders' per-clip work (decode, sample 16, resize to 224, batched
 MTCNN, JPEG encode) in a pool of worker processes. Worker start-up is excluded (a warm-up round runs first).
+On a shared machine other jobs stretch the wall clock, so it also reports the workers' CPU seconds per clip and
+how many CPUs other processes kept busy during the timed run (from /proc/stat, on Linux).
 
     python tools/benchmark_preprocess.py [--workers=2] [--clips=48] [--src=mtcae_jax/data/demo/ravdess]
 
@@ -34,6 +36,23 @@ def _clips(src, width, height):
   return found
 
 
+def _busy_cpu_seconds():
+  """CPU seconds that all processes on the machine have used (Linux /proc/stat), or None."""
+  try:
+    with open('/proc/stat') as f:
+      ticks = [int(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+  except (OSError, ValueError):
+    return None
+  return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf('SC_CLK_TCK')
+
+
+def _timed(path):
+  """example.process in a worker, with the CPU seconds it took there."""
+  start = time.process_time()
+  result = example.process(path)
+  return result, time.process_time() - start
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--src', default=DEMO)
@@ -48,15 +67,20 @@ def main(argv=None):
   paths = [sources[i % len(sources)][0] for i in range(args.clips)]
   mean_frames = sum(sources[i % len(sources)][1] for i in range(args.clips)) / args.clips
   with pool_lib.ClipPool(args.workers, initializer=example.init_worker) as pool:
-    crash = lambda _: (None, pool_lib.CRASH)
-    list(pool.imap(example.process, paths[:4 * args.workers], crash, desc='warm-up'))
-    start = time.perf_counter()
-    results = list(pool.imap(example.process, paths, crash, desc='benchmark'))
+    crash = lambda _: ((None, pool_lib.CRASH), 0.0)
+    list(pool.imap(_timed, paths[:4 * args.workers], crash, desc='warm-up'))
+    busy, own, start = _busy_cpu_seconds(), time.process_time(), time.perf_counter()
+    results = [r for _, r in pool.imap(_timed, paths, crash, desc='benchmark')]
     seconds = time.perf_counter() - start
-  failed = [r for _, (_, r) in results if r is not None]
+    busy = None if busy is None else _busy_cpu_seconds() - busy
+    own = time.process_time() - own + sum(c for _, c in results)
+  failed = [reason for (_, reason), _ in results if reason is not None]
+  cpu = sum(c for _, c in results) / args.clips
+  others = 'unknown' if busy is None else f'{max(busy - own, 0) / seconds:.2f}'
   print(f'{args.clips} clips of {args.width}x{args.height} ({mean_frames:.0f} frames on average) with '
-        f'{args.workers} workers: {seconds:.1f} s, {args.clips / seconds:.2f} clips/s '
-        f'({len(failed)} failed); {os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.1f}')
+        f'{args.workers} workers: {seconds:.1f} s, {args.clips / seconds:.2f} clips/s ({len(failed)} failed); '
+        f'{cpu:.3f} CPU s a clip in the workers ({args.workers / cpu:.1f} clips/s with a free core each); '
+        f'{os.cpu_count()} CPUs, other processes kept {others} CPUs busy, load average {os.getloadavg()[0]:.2f}')
   return 0
 
 

@@ -33,6 +33,9 @@ def import_tf():
   global _tf
   if _tf is None:
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+    # TF turns its oneDNN CPU kernels on by default only where the CPU has AVX512-VNNI, AVX-VNNI or AMX; on AVX2
+    # machines it falls back to Eigen, which runs MTCNN's small convolutions about 1.5x slower.
+    os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
     with _stderr_silenced():
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf.get_logger().setLevel(logging.ERROR)
