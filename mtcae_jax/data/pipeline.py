@@ -19,11 +19,12 @@ import itertools
 import jax
 import numpy as np
 
+from mtcae_jax import sharding
 from mtcae_jax.data import augment as augment_lib
 from mtcae_jax.data import folds
 from mtcae_jax.data import quiet_tf
 
-BATCH_AXES = ('data', 'fsdp')
+BATCH_AXES = sharding.BATCH_AXES
 DEVICE_KEYS = ('video', 'boxes', 'landmarks', 'face_mask', 'label', 'mask')
 train_split = folds.train_split
 
@@ -42,9 +43,8 @@ def data_source(name, split, data_dir):
 
 
 def default_mesh():
-  """A one-device mesh with the batch axes, for when none is given."""
-  auto = (jax.sharding.AxisType.Auto,) * 2
-  return jax.make_mesh((1, 1), BATCH_AXES, axis_types=auto, devices=jax.devices()[:1])
+  """A one-device mesh, for when none is given."""
+  return sharding.make_mesh((1, 1, 1))
 
 
 def temporal_indices(num_stored, num_frames, offset=0.5):
