@@ -278,3 +278,34 @@ def run(config, batch_size, steps=5, compare_torch=False, encoder_only=True, mat
         f'JAX / PyTorch clips/s {out["torch"]["jax_over_torch"]:.3f}')
   out['memory']['host_peak_rss_bytes'] = host_peak_rss()
   return out
+
+
+def predict_throughput(checkpoint, videos, rounds=3, batch_size=8, workers=0, log=print):
+  """Batch prediction (`mtcae_jax.predict`, decoding included) over `videos`, `rounds` times after a warm-up.
+
+  Each round is one pass over the videos as `python -m mtcae_jax.predict --video=...` makes it: decoding on
+  `workers` threads ahead of the model, full batches of `batch_size`. Reports the median round's clips/s.
+  """
+  from mtcae_jax import predict  # pylint: disable=g-import-not-at-top
+  predictor = predict.load(checkpoint)
+  paths = predict.expand(videos)
+
+  def one_round():
+    return list(predict.predict_many(predictor, paths, batch_size=batch_size, workers=workers))
+
+  start = time.perf_counter()
+  warm = one_round()  # compiles the model and warms the decoders
+  first = time.perf_counter() - start
+  failed = sorted({r['video'] for r in warm if 'error' in r})
+  cpu = time.process_time()
+  times = timed(one_round, rounds)
+  cpu = (time.process_time() - cpu) / (rounds * len(paths))
+  out = summarize_times(times, len(paths) - len(failed))  # clips predicted per second
+  out = {'round_s': out.pop('step_s'), 'round_s_all': out.pop('step_s_all'), **out}
+  out.update({'checkpoint': str(checkpoint), 'source': predictor.source, 'videos': len(paths), 'failed': failed,
+              'rounds': rounds, 'batch_size': batch_size, 'workers': workers or min(8, os.cpu_count() or 1),
+              'num_frames': predictor.num_frames, 'image_size': predictor.image_size, 'first_round_s': first,
+              'cpu_s_per_clip': cpu, 'host_peak_rss_bytes': host_peak_rss(), 'machine': machine_summary()})
+  log(f'predict: {out["clips_per_s"]:.2f} clips/s ({len(paths)} videos x {rounds} rounds, median; '
+      f'{len(failed)} unreadable; {cpu:.3f} CPU s a clip; load {out["load_avg"]})')
+  return out

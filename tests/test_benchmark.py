@@ -68,3 +68,24 @@ def test_gpu_peak_by_card_name():
   assert bench.gpu_peak('NVIDIA H200', 'float32') == (494.7, 'H200')  # float32 matmuls run as TF32
   assert bench.gpu_peak('NVIDIA H200 NVL', 'bfloat16') == (835.5, 'H200 NVL')
   assert bench.gpu_peak('Tesla T4', 'bfloat16') is None
+
+
+def test_benchmark_of_batch_prediction(tmp_path):
+  from mtcae_jax import convert  # pylint: disable=g-import-not-at-top
+  from mtcae_jax.data import demo_data  # pylint: disable=g-import-not-at-top
+  convert.convert_checkpoint(str(ROOT / 'tests' / 'fixtures' / 'mae_dfer' / 'vit_tiny_finetune.pth'),
+                             str(tmp_path / 'converted'), num_heads=4)
+  clips = sorted(pathlib.Path(str(demo_data.RAW)).rglob('*.mp4'))[:3]
+  (tmp_path / 'bad.mp4').write_bytes(b'not a video')
+  out = tmp_path / 'predict.json'
+  cmd = [sys.executable, 'tools/benchmark.py', f'--predict={tmp_path / "converted"}', '--steps=2',
+         '--predict_batch=2', f'--json={out}'] + [f'--videos={p}' for p in [*clips, tmp_path / 'bad.mp4']]
+  subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS='cpu'), check=True, timeout=300)
+  result = json.loads(out.read_text())['predict']
+  assert result['videos'] == 4 and result['failed'] == [str(tmp_path / 'bad.mp4')]
+  assert len(result['round_s_all']) == 2 and result['clips_per_s'] == pytest.approx(3 / result['round_s'])
+  assert (result['num_frames'], result['image_size'], result['batch_size']) == (16, 64, 2)
+  # Not a checkpoint: one line, status 2.
+  bad = subprocess.run([sys.executable, 'tools/benchmark.py', f'--predict={tmp_path}'], cwd=ROOT,
+                       capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS='cpu'), timeout=300)
+  assert bad.returncode == 2 and bad.stderr.startswith('error: ') and 'Traceback' not in bad.stderr, bad.stderr

@@ -8,6 +8,11 @@ its compile time and the median step time, inference clips/s, memory, analytic F
 `mtcae_jax.summary` counts them) -> TFLOP/s and MFU against the device's peak (on CPUs a big matmul of the
 compute dtype measured in the same run), and with `--compare=torch` the same encoder in PyTorch. When the
 config's strategy is not `stl`, the encoder-only (`stl`) step is timed as well. Figures: docs/BENCHMARKS.md.
+
+    python tools/benchmark.py --predict=runs/demo [--videos=mtcae_jax/data/demo/ravdess] --json=predict.json
+
+instead measures batch prediction as `python -m mtcae_jax.predict` runs it (decoding included): clips/s, the
+median of `--steps` passes over the videos after a warm-up pass. Figures: docs/PREDICT.md.
 """
 
 import json
@@ -20,6 +25,7 @@ from ml_collections import config_flags
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from mtcae_jax import bench  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mtcae_jax.data import demo_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Flags of their own: mtcae_jax.summary (which counts the FLOPs) defines --config and --batch on absl's global
 # flags at import, with another meaning for --batch.
@@ -34,6 +40,12 @@ flags.DEFINE_enum('compare', None, ['torch'], 'Also time the same encoder in PyT
 flags.DEFINE_bool('encoder_only', True, 'With a strategy other than stl, also time the stl step.', flag_values=FLAGS)
 flags.DEFINE_integer('matmul_size', None, 'Side of the peak-measuring matmul (default: by backend).',
                      flag_values=FLAGS)
+flags.DEFINE_string('predict', None, 'Instead: batch-prediction throughput of this checkpoint (a training '
+                    'workdir or a converted checkpoint).', flag_values=FLAGS)
+flags.DEFINE_multi_string('videos', [str(demo_data.RAW)], 'With --predict: videos or folders to predict on.',
+                          flag_values=FLAGS)
+flags.DEFINE_integer('predict_batch', 8, 'With --predict: the batch size of prediction.', flag_values=FLAGS)
+flags.DEFINE_integer('workers', 0, 'With --predict: decoding threads (0: one per core, up to 8).', flag_values=FLAGS)
 flags.DEFINE_string('json', None, 'Write all figures to this JSON file.', flag_values=FLAGS)
 
 
@@ -42,8 +54,8 @@ def parse_flags(argv):
     print(__doc__ + '\n' + FLAGS.main_module_help())
     sys.exit(0)
   rest = FLAGS(argv)
-  if FLAGS.config is None:
-    raise app.UsageError('--config is required')
+  if (FLAGS.config is None) == (FLAGS.predict is None):
+    raise app.UsageError('give --config (train step and inference) or --predict (batch prediction), not both')
   flags.FLAGS.mark_as_parsed()
   return rest
 
@@ -53,8 +65,19 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
-  result = bench.run(config, FLAGS.batch or config.batch_size, FLAGS.steps, compare_torch=FLAGS.compare == 'torch',
-                     encoder_only=FLAGS.encoder_only, matmul_size=FLAGS.matmul_size)
+  if FLAGS.predict:
+    from mtcae_jax import predict  # pylint: disable=g-import-not-at-top
+    logging.set_verbosity(logging.ERROR)  # orbax warns about metadata files of older checkpoints, every time
+    try:
+      result = {'predict': bench.predict_throughput(FLAGS.predict, FLAGS.videos, FLAGS.steps, FLAGS.predict_batch,
+                                                    FLAGS.workers)}
+    except (predict.PredictError, OSError) as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(2)
+  else:
+    result = bench.run(config, FLAGS.batch or config.batch_size, FLAGS.steps,
+                       compare_torch=FLAGS.compare == 'torch', encoder_only=FLAGS.encoder_only,
+                       matmul_size=FLAGS.matmul_size)
   result['command'] = ' '.join(['tools/benchmark.py'] + sys.argv[1:])
   if FLAGS.json:
     pathlib.Path(FLAGS.json).write_text(json.dumps(result, indent=1))
