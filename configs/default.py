@@ -48,7 +48,7 @@ def get_config(arg=None):
   c.model.head = ml_collections.ConfigDict(dict(pool='mean', norm_first=True, dropout=0.1))
   c.model.num_landmarks = 5
   c.model.dtype = 'float32'  # compute dtype; parameters stay float32
-  c.model.attention_impl = 'auto'  # auto, einsum, xla, cudnn
+  c.model.attention_impl = 'auto'  # auto, blockwise, einsum, xla, cudnn
   c.model.scan_layers = True
   c.model.remat = 'none'  # none, full, dots, dots_no_batch
 

@@ -240,8 +240,7 @@ def run(config, batch_size, steps=5, compare_torch=False, encoder_only=True, mat
   out['peak'] = {'tflops': peak, 'source': source}
   log(f'peak {peak:.3f} TFLOP/s ({source})')
 
-  model = models.abstract_model(config)
-  out['flops_per_clip'] = summary.clip_flops(config, model)
+  out['flops_per_clip'] = summary.clip_flops(config)
   fwd_bwd, fwd = out['flops_per_clip']['forward_backward'], out['flops_per_clip']['forward']
 
   out['train'], graphdef, state, batch = jax_train(config, batch_size, steps)
@@ -262,7 +261,7 @@ def run(config, batch_size, steps=5, compare_torch=False, encoder_only=True, mat
     stl = copy.deepcopy(config)
     stl.model.strategy = 'stl'
     ref, *_ = jax_train(stl, batch_size, steps)
-    ref['flops_per_clip'] = summary.clip_flops(stl, models.abstract_model(stl))
+    ref['flops_per_clip'] = summary.clip_flops(stl)
     add_throughput(ref, ref['flops_per_clip']['forward_backward'], peak)
     ref['step_ratio'] = out['train']['step_s'] / ref['step_s']  # full model / encoder only
     out['encoder_only'] = reference = ref

@@ -4,6 +4,7 @@ r"""Parameter counts, output shapes and analytic GFLOPs of a config's model, wit
     python -m mtcae_jax.summary --config=configs/mead.py:variant=B/16 --config.model.strategy=nonshared_vit
 """
 
+import copy
 import math
 
 import jax
@@ -37,8 +38,15 @@ def video_spec(config, batch):
   return jax.ShapeDtypeStruct((batch, config.num_frames, config.image_size, config.image_size, 3), jnp.float32)
 
 
-def clip_flops(config, model):
-  """Analytic matmul FLOPs per clip: {'forward', 'forward_backward', 'encoder_forward'}."""
+def clip_flops(config):
+  """Analytic matmul FLOPs per clip: {'forward', 'forward_backward', 'encoder_forward'}.
+
+  Model FLOPs, as MFU counts them: attention traced as plain softmax attention whatever `attention_impl` runs, so
+  work an implementation repeats (the blockwise backward pass recomputes QK^T) is not credited.
+  """
+  config = copy.deepcopy(config)
+  config.model.attention_impl = 'einsum'
+  model = models.abstract_model(config)
   graphdef, state = nnx.split(model)
   params, rest = nnx.split_state(state, nnx.Param, ...)
   video = video_spec(config, 1)
@@ -69,7 +77,7 @@ def summarize(config, batch=1):
   for path, leaf in jax.tree_util.tree_flatten_with_path(outputs)[0]:
     name = '.'.join(str(getattr(k, 'key', k)) for k in path)
     lines.append(f'{name:<28}{str(leaf.shape):>16}')
-  f = clip_flops(config, model)
+  f = clip_flops(config)
   lines += ['', 'GFLOPs per clip (matrix multiplications, counted from the traced program):',
             f'  forward            {f["forward"] / 1e9:10.1f}   (encoder {f["encoder_forward"] / 1e9:.1f})',
             f'  forward+backward   {f["forward_backward"] / 1e9:10.1f}']

@@ -174,7 +174,8 @@ def test_temporal_pooling_regresses_each_slice_from_its_own_tokens(build, video)
 def test_attention_implementations_agree():
   q, k, v = (jax.random.normal(jax.random.key(i), (2, 5, 3, 8)) for i in range(3))
   k, v = k[:, :4], v[:, :4]  # cross-attention shapes: 5 queries, 4 keys
-  np.testing.assert_allclose(attention.attend(q, k, v, impl='einsum'), attention.attend(q, k, v, impl='xla'),
-                             rtol=1e-5, atol=1e-6)
+  for impl in ('xla', 'blockwise'):
+    np.testing.assert_allclose(attention.attend(q, k, v, impl='einsum'), attention.attend(q, k, v, impl=impl),
+                               rtol=1e-5, atol=1e-6)
   if jax.default_backend() == 'cpu':
-    assert attention.resolve_impl('auto', jnp.float32) == 'einsum'  # measured fastest there
+    assert attention.resolve_impl('auto', jnp.float32) == 'blockwise'  # measured fastest there

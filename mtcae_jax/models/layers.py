@@ -22,8 +22,18 @@ def gelu(x):
   return jax.nn.gelu(x, approximate=False)
 
 
+class Dense(nnx.Linear):
+  """nnx.Linear on the input flattened to 2-D: for (B, N, D) activations XLA:CPU then emits its fast matmul for
+  the kernel gradient instead of a transposed copy and a slower one (a ViT-S MLP layer's training step 1.7x faster
+  there); the parameters and results are nnx.Linear's."""
+
+  def __call__(self, x):
+    lead = x.shape[:-1]
+    return super().__call__(x.reshape(-1, x.shape[-1])).reshape(*lead, -1)
+
+
 def dense(din, dout, names, *, dtype, rngs, use_bias=True):
-  return nnx.Linear(din, dout, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
+  return Dense(din, dout, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
                     kernel_init=logical(INIT, *names),
                     bias_init=logical(nnx.initializers.zeros_init(), names[-1]), rngs=rngs)
 
