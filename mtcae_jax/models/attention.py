@@ -30,6 +30,10 @@ def resolve_impl(impl, dtype):
 
 def attend(q, k, v, *, impl='einsum', dropout_rate=0.0, key=None):
   """softmax(q k^T / sqrt(d)) v for q (B, N, H, d), k and v (B, M, H, d) -> (B, N, H, d)."""
+  # Blocks pay off only with more than one of them: with fewer queries (LGI-Former's local windows) recomputing the
+  # probabilities is pure cost (LGI/512's training step 7% slower).
+  if impl == 'blockwise' and q.shape[1] <= blockwise_attention.BLOCK:
+    impl = 'einsum'
   if impl == 'einsum' or (dropout_rate > 0.0 and key is not None):
     q = q * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
     logits = jnp.einsum('bnhd,bmhd->bhnm', q, k)
