@@ -33,19 +33,9 @@ DECODER_TOKENS = ('local', 'local+region', 'region')
 
 
 @dataclasses.dataclass(frozen=True)
-class LGIConfig:
-  width: int
-  depth: int
-  num_heads: int
-  mlp_dim: int
-  patch_size: int = 16
-  tubelet_size: int = 2
-  num_frames: int = 16
+class LGIConfig(vit.EncoderSize):
   image_size: int = 160
   region_size: tuple = (2, 5, 10)  # (t, h, w) tokens per region
-  qkv_bias: bool = True
-  drop_path: float = 0.0
-  ln_eps: float = 1e-6
   pool: str = 'region'  # which tokens the classifier (fc_norm + head) averages
   # What `__call__` returns to the decoders: the local tokens in raster order, those followed by the region tokens,
   # or the region tokens alone (with the `stl` strategy the last is MAE-DFER's classifier exactly).
@@ -64,11 +54,6 @@ class LGIConfig:
       raise ValueError(f'LGI-Former region size {self.region_size} does not tile the token grid {grid} '
                        f'({self.num_frames} frames at {self.image_size} px); LGI/512 with region size (2, 5, 10) '
                        'needs 16 frames at 160 px')
-
-  @property
-  def grid(self):
-    """Token grid (T', H', W') of the local tokens."""
-    return vit.token_grid(self)
 
   @property
   def regions(self):

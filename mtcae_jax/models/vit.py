@@ -25,7 +25,8 @@ VARIANTS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class ViTConfig:
+class EncoderSize:
+  """What both encoders (VideoMAE ViT, MAE-DFER LGI-Former) are sized by: widths, tubelet grid, norms."""
   width: int
   depth: int
   num_heads: int
@@ -35,14 +36,18 @@ class ViTConfig:
   num_frames: int = 16
   image_size: int = 224
   qkv_bias: bool = True
-  layer_scale_init: float = 0.0  # 0 disables VideoMAE's layer scale (gamma_1, gamma_2)
   drop_path: float = 0.0  # stochastic depth, increasing linearly to this rate in the last block
   ln_eps: float = 1e-6
 
   @property
   def grid(self):
-    """Token grid (T', H', W')."""
+    """Token grid (T', H', W') of the tubelets."""
     return token_grid(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTConfig(EncoderSize):
+  layer_scale_init: float = 0.0  # 0 disables VideoMAE's layer scale (gamma_1, gamma_2)
 
   @property
   def num_tokens(self):
