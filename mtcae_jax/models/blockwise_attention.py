@@ -64,12 +64,13 @@ def _attention_bwd(size, residuals, do):
   def block(carry, xs):
     dk, dv = carry
     qb, dob, lseb, deltab = xs
-    p = jnp.exp(_logits(qb, k) - lseb[..., None])
-    dv += jnp.einsum('bhqk,bhqd->bhkd', p.astype(dob.dtype), dob, preferred_element_type=jnp.float32)
-    dp = jnp.einsum('bhqd,bhkd->bhqk', dob, v, preferred_element_type=jnp.float32)
-    ds = (p * (dp - deltab)).astype(qb.dtype)
-    dk += jnp.einsum('bhqk,bhqd->bhkd', ds, qb, preferred_element_type=jnp.float32)
-    dq = jnp.einsum('bhqk,bhkd->bhqd', ds, k, preferred_element_type=jnp.float32)
+    # Keys first: (B, H, M, q) blocks make dv and dk plain matmuls.
+    pt = jnp.exp(jnp.einsum('bhkd,bhqd->bhkq', k, qb, preferred_element_type=jnp.float32) - lseb[:, :, None, :])
+    dv += jnp.einsum('bhkq,bhqd->bhkd', pt.astype(dob.dtype), dob, preferred_element_type=jnp.float32)
+    dpt = jnp.einsum('bhkd,bhqd->bhkq', v, dob, preferred_element_type=jnp.float32)
+    dst = (pt * (dpt - deltab[..., 0][:, :, None, :])).astype(qb.dtype)
+    dk += jnp.einsum('bhkq,bhqd->bhkd', dst, qb, preferred_element_type=jnp.float32)
+    dq = jnp.einsum('bhkq,bhkd->bhqd', dst, k, preferred_element_type=jnp.float32)
     return (dk, dv), dq.astype(qb.dtype)
 
   zeros = jnp.zeros(k.shape, jnp.float32)
