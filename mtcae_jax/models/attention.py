@@ -30,9 +30,9 @@ def resolve_impl(impl, dtype):
 
 def attend(q, k, v, *, impl='einsum', dropout_rate=0.0, key=None):
   """softmax(q k^T / sqrt(d)) v for q (B, N, H, d), k and v (B, M, H, d) -> (B, N, H, d)."""
-  # Blocks pay off only with more than one of them: with fewer queries (LGI-Former's local windows) recomputing the
-  # probabilities is pure cost (LGI/512's training step 7% slower).
-  if impl == 'blockwise' and q.shape[1] <= blockwise_attention.BLOCK:
+  # Blocks pay off only for a large (queries x keys) matrix: for LGI-Former's local windows (few queries) and its
+  # local-to-region attention (few keys) recomputing the probabilities is pure cost.
+  if impl == 'blockwise' and min(q.shape[1], k.shape[1]) <= blockwise_attention.BLOCK:
     impl = 'einsum'
   if impl == 'einsum' or (dropout_rate > 0.0 and key is not None):
     q = q * jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
