@@ -302,7 +302,7 @@ def predict_throughput(checkpoint, videos, rounds=3, batch_size=8, workers=0, lo
   out = summarize_times(times, len(paths) - len(failed))  # clips predicted per second
   out = {'round_s': out.pop('step_s'), 'round_s_all': out.pop('step_s_all'), **out}
   out.update({'checkpoint': str(checkpoint), 'source': predictor.source, 'videos': len(paths), 'failed': failed,
-              'rounds': rounds, 'batch_size': batch_size, 'workers': workers or min(8, os.cpu_count() or 1),
+              'rounds': rounds, 'batch_size': batch_size, 'workers': predict.decode_threads(workers),
               'num_frames': predictor.num_frames, 'image_size': predictor.image_size, 'first_round_s': first,
               'cpu_s_per_clip': cpu, 'host_peak_rss_bytes': host_peak_rss(), 'machine': machine_summary()})
   log(f'predict: {out["clips_per_s"]:.2f} clips/s ({len(paths)} videos x {rounds} rounds, median; '

@@ -145,6 +145,11 @@ def predict_video(predictor, path, *, overlay_path=None, sheet_path=None):
   return record
 
 
+def decode_threads(workers=0):
+  """The decoding threads `predict_many` uses: `workers`, or by default one per core, up to 8."""
+  return workers or min(8, os.cpu_count() or 1)
+
+
 def predict_many(predictor, paths, *, batch_size=8, workers=0):
   """Yields one record per path, in order: results, or {'video': path, 'error': reason} for a bad file.
 
@@ -152,7 +157,7 @@ def predict_many(predictor, paths, *, batch_size=8, workers=0):
   batches of `batch_size` (the last is padded, so one program is compiled).
   """
   from mtcae_jax.data import video  # pylint: disable=g-import-not-at-top
-  workers = workers or min(8, os.cpu_count() or 1)
+  workers = decode_threads(workers)
 
   def safe_decode(path):
     try:

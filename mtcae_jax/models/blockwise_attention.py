@@ -29,14 +29,10 @@ def _unblock(x):
   return x.transpose(1, 2, 0, 3, 4).reshape(b, h, nb * size, d)
 
 
-def _logits(q, k):
-  return jnp.einsum('bhqd,bhkd->bhqk', q, k, preferred_element_type=jnp.float32)
-
-
 def _forward(q, k, v, size):
   """Output (B, H, N, d) and each row's log-sum-exp (N / size, B, H, size); q is already scaled."""
   def block(qb):
-    s = _logits(qb, k)
+    s = jnp.einsum('bhqd,bhkd->bhqk', qb, k, preferred_element_type=jnp.float32)
     m = jnp.max(s, axis=-1, keepdims=True)
     p = jnp.exp(s - m)
     total = jnp.sum(p, axis=-1, keepdims=True)
@@ -58,24 +54,24 @@ def _attention_fwd(q, k, v, size):
 
 def _attention_bwd(size, residuals, do):
   q, k, v, o, lse = residuals
-  # d softmax: dS = P * (dP - rowsum(dO * O)).
-  delta = jnp.sum(do.astype(jnp.float32) * o.astype(jnp.float32), axis=-1, keepdims=True)
 
   def block(carry, xs):
     dk, dv = carry
-    qb, dob, lseb, deltab = xs
+    qb, dob, ob, lseb = xs
+    # d softmax: dS = P * (dP - rowsum(dO * O)).
+    delta = jnp.sum(dob.astype(jnp.float32) * ob.astype(jnp.float32), axis=-1)
     # Keys first: (B, H, M, q) blocks make dv and dk plain matmuls.
     pt = jnp.exp(jnp.einsum('bhkd,bhqd->bhkq', k, qb, preferred_element_type=jnp.float32) - lseb[:, :, None, :])
     dv += jnp.einsum('bhkq,bhqd->bhkd', pt.astype(dob.dtype), dob, preferred_element_type=jnp.float32)
     dpt = jnp.einsum('bhkd,bhqd->bhkq', v, dob, preferred_element_type=jnp.float32)
-    dst = (pt * (dpt - deltab[..., 0][:, :, None, :])).astype(qb.dtype)
+    dst = (pt * (dpt - delta[:, :, None, :])).astype(qb.dtype)
     dk += jnp.einsum('bhkq,bhqd->bhkd', dst, qb, preferred_element_type=jnp.float32)
     dq = jnp.einsum('bhkq,bhkd->bhqd', dst, k, preferred_element_type=jnp.float32)
     return (dk, dv), dq.astype(qb.dtype)
 
   zeros = jnp.zeros(k.shape, jnp.float32)
-  (dk, dv), dq = jax.lax.scan(block, (zeros, zeros), (_blocks(q, size), _blocks(do, size), lse,
-                                                      _blocks(delta, size)))
+  blocks = (_blocks(q, size), _blocks(do, size), _blocks(o, size), lse)
+  (dk, dv), dq = jax.lax.scan(block, (zeros, zeros), blocks)
   return _unblock(dq), dk.astype(k.dtype), dv.astype(v.dtype)
 
 
