@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mtcae_jax import models, sharding, summary, train
+from mtcae_jax import models, profiling, sharding, summary, train
 from mtcae_jax.data import pipeline
 
 # Dense (no sparsity) peak TFLOP/s from the vendors' data sheets. Under JAX's default matmul precision a float32
@@ -111,8 +111,9 @@ def device_peak(dtype, matmul):
   return matmul['tflops'], f'measured: {matmul["size"]}^3 {matmul["dtype"]} matmul'
 
 
-def jax_train(config, batch_size, steps):
-  """Compile and time the training run's own step (`train.make_train_step`) on a synthetic batch."""
+def jax_train(config, batch_size, steps, profile=None):
+  """Compile and time the training run's own step (`train.make_train_step`) on a synthetic batch; with
+  `profile` (a directory), then trace 3 more steps there and add the device time per kernel."""
   mesh = sharding.make_mesh(tuple(config.mesh_shape))
   graphdef, state, state_sharding = sharding.create_sharded(train.train_state_maker(config, 1000), mesh)
   step = train.make_train_step(config, graphdef, state_sharding, mesh)
@@ -133,6 +134,9 @@ def jax_train(config, batch_size, steps):
   warmup_s = timed(one_step, 1)[0]
   result = summarize_times(timed(one_step, steps), batch_size)
   result.update(compile_s=compile_s, first_step_s=warmup_s, loss=float(metrics['loss']))
+  if profile:
+    profiling.trace(one_step, 3, profile)
+    result['profile'] = profiling.kernel_table(profile, 3)
   if memory is not None:  # XLA's plan: parameters + optimizer state (arguments) and temporaries
     result['compiled_memory_bytes'] = {k: int(getattr(memory, f'{k}_size_in_bytes'))
                                        for k in ('argument', 'output', 'alias', 'temp')}
@@ -215,7 +219,7 @@ def config_summary(config, batch_size):
   return {'encoder': f'{m.encoder.name} {m.encoder.variant}', 'strategy': m.strategy, 'batch_size': batch_size,
           'num_frames': config.num_frames, 'image_size': config.image_size, 'dtype': m.dtype,
           'attention_impl': models.attention.resolve_impl(m.attention_impl, jnp.dtype(m.dtype)),
-          'scan_layers': m.scan_layers, 'remat': m.remat, 'encoder_frozen': m.encoder.frozen,
+          'scan_layers': models.stack.scan_layers(m.layer_loop), 'remat': m.remat, 'encoder_frozen': m.encoder.frozen,
           'decoder': dict(m.decoder) if m.strategy != 'stl' else None}
 
 
@@ -227,7 +231,8 @@ def machine_summary():
           platform.machine(), 'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', '')}
 
 
-def run(config, batch_size, steps=5, compare_torch=False, encoder_only=True, matmul_size=None, log=print):
+def run(config, batch_size, steps=5, compare_torch=False, encoder_only=True, matmul_size=None, profile=None,
+        log=print):
   """The whole benchmark as one dict (see docs/BENCHMARKS.md for the fields)."""
   dtype = jnp.dtype(config.model.dtype)
   out = {'config': config_summary(config, batch_size), 'machine': machine_summary(), 'steps': steps}
@@ -243,11 +248,15 @@ def run(config, batch_size, steps=5, compare_torch=False, encoder_only=True, mat
   out['flops_per_clip'] = summary.clip_flops(config)
   fwd_bwd, fwd = out['flops_per_clip']['forward_backward'], out['flops_per_clip']['forward']
 
-  out['train'], graphdef, state, batch = jax_train(config, batch_size, steps)
+  out['train'], graphdef, state, batch = jax_train(config, batch_size, steps, profile)
   add_throughput(out['train'], fwd_bwd, peak)
   log(f'train: {out["train"]["step_s"]:.4f} s/step, {out["train"]["clips_per_s"]:.3f} clips/s, '
       f'{out["train"]["tflops"]:.3f} TFLOP/s, MFU {100 * out["train"]["mfu"]:.1f}% '
       f'(compile {out["train"]["compile_s"]:.1f} s, load {out["train"]["load_avg"]})')
+  if profile:
+    table = out['train']['profile']
+    log(f'device time {table["device_ms_per_step"]:.2f} ms/step (trace in {profile}); top kernels, ms/step:\n' +
+        '\n'.join(f'{ms:9.3f} {n:6.1f}x {name[:110]}' for name, ms, n in table['kernels']))
   out['inference'] = jax_inference(graphdef, state, batch, steps)
   add_throughput(out['inference'], fwd, peak)
   log(f'inference: {out["inference"]["clips_per_s"]:.3f} clips/s, {out["inference"]["tflops"]:.3f} TFLOP/s')

@@ -32,7 +32,7 @@ def check_timing(section):
 
 
 def test_benchmark_writes_all_figures(tmp_path):
-  result = benchmark(tmp_path, 'cascaded')
+  result = benchmark(tmp_path, 'cascaded', f'--profile={tmp_path / "trace"}')
   assert result['config']['encoder'] == 'vit tiny' and result['config']['batch_size'] == 2
   assert result['machine']['backend'] == 'cpu'
   config = tiny_config('cascaded')
@@ -49,6 +49,9 @@ def test_benchmark_writes_all_figures(tmp_path):
   assert encoder_only['flops_per_clip']['forward_backward'] < result['flops_per_clip']['forward_backward']
   assert encoder_only['step_ratio'] == pytest.approx(train['step_s'] / encoder_only['step_s'])
   assert 'torch' not in result
+  # --profile: a trace of 3 more steps; a CPU has no device lines to sum.
+  assert list((tmp_path / 'trace' / 'plugins' / 'profile').glob('*/*.trace.json.gz'))
+  assert train['profile'] == {'device_ms_per_step': 0.0, 'kernels': []}
 
 
 def test_benchmark_against_torch(tmp_path):

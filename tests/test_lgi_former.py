@@ -96,7 +96,7 @@ def test_scanned_and_unrolled_and_remat_agree(video):
   scanned = models.build_model(lgi_tiny_config('stl'), rngs=nnx.Rngs(0))
   fn, state = encode_fn(scanned.encoder)
   expected = fn(state, video)
-  for overrides in (dict(scan_layers=False), dict(remat='full')):
+  for overrides in (dict(layer_loop='unroll'), dict(remat='full')):
     config = lgi_tiny_config('stl')
     config.model.update(overrides)
     other = models.build_model(config, rngs=nnx.Rngs(1)).encoder

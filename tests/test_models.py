@@ -8,7 +8,7 @@ from flax import nnx
 
 from configs import default
 from mtcae_jax import models
-from mtcae_jax.models import attention, mtcae, vit
+from mtcae_jax.models import attention, mtcae, stack, vit
 from tests.conftest import split_call, tiny_config
 
 
@@ -84,9 +84,10 @@ def test_variants_have_videomae_sizes(variant):
 
 def test_scanned_and_unrolled_give_the_same_result(video):
   scanned = models.build_model(tiny_config(), rngs=nnx.Rngs(0))
-  unrolled = models.build_model(tiny_config(scan_layers=False), rngs=nnx.Rngs(1))
+  unrolled = models.build_model(tiny_config(layer_loop='unroll'), rngs=nnx.Rngs(1))
   nnx.update(unrolled, nnx.state(scanned))  # same weights
   assert not unrolled.encoder.scan and not unrolled.decoders['boxes'].scan
+  assert scanned.encoder.scan and scanned.decoders['boxes'].scan  # 'auto' scans except on GPUs
   a, b = (split_call(m)[0](nnx.state(m), video) for m in (scanned, unrolled))
   for name in ('tokens', 'boxes', 'landmarks', 'logits'):
     np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-5)
@@ -179,3 +180,31 @@ def test_attention_implementations_agree():
                                rtol=1e-5, atol=1e-6)
   if jax.default_backend() == 'cpu':
     assert attention.resolve_impl('auto', jnp.float32) == 'blockwise'  # measured fastest there
+
+
+def test_cudnn_falls_back_to_xla_where_it_has_no_kernel(monkeypatch):
+  # As jax does on a Hopper GPU: cuDNN refuses heads wider than 256 at trace time (the paper decoder's are 512).
+  real, calls = jax.nn.dot_product_attention, []
+
+  def gpu_like(q, k, v, implementation=None):
+    calls.append(implementation)
+    if implementation == 'cudnn':
+      if q.shape[-1] > 256:
+        raise NotImplementedError('The head dim must be <= 256')
+      implementation = 'xla'  # stands in for the cuDNN kernel on this CPU
+    return real(q, k, v, implementation=implementation)
+
+  monkeypatch.setattr(jax.nn, 'dot_product_attention', gpu_like)
+  for head_dim, expected_calls in ((64, ['cudnn']), (512, ['cudnn', 'xla'])):
+    calls.clear()
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 6, 3, head_dim)) for i in range(3))
+    np.testing.assert_allclose(attention.attend(q, k, v, impl='cudnn'), attention.attend(q, k, v, impl='einsum'),
+                               rtol=1e-5, atol=1e-6)
+    assert calls == expected_calls
+
+
+def test_layer_loop_is_checked():
+  assert stack.scan_layers('scan') and not stack.scan_layers('unroll')
+  assert stack.scan_layers('auto') == (jax.default_backend() != 'gpu')
+  with pytest.raises(ValueError, match='layer_loop'):
+    models.build_model(tiny_config(layer_loop='sometimes'))

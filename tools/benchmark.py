@@ -37,6 +37,8 @@ flags.DEFINE_integer('steps', 5, 'Timed steps after the untimed first one; the m
                      flag_values=FLAGS)
 flags.DEFINE_enum('compare', None, ['torch'], 'Also time the same encoder in PyTorch (transformers).',
                   flag_values=FLAGS)
+flags.DEFINE_string('profile', None, 'Also trace 3 train steps into this directory (TensorBoard profile plugin or '
+                    'Perfetto) and print the device time per kernel.', flag_values=FLAGS)
 flags.DEFINE_bool('encoder_only', True, 'With a strategy other than stl, also time the stl step.', flag_values=FLAGS)
 flags.DEFINE_integer('matmul_size', None, 'Side of the peak-measuring matmul (default: by backend).',
                      flag_values=FLAGS)
@@ -77,7 +79,7 @@ def main(argv):
   else:
     result = bench.run(config, FLAGS.batch or config.batch_size, FLAGS.steps,
                        compare_torch=FLAGS.compare == 'torch', encoder_only=FLAGS.encoder_only,
-                       matmul_size=FLAGS.matmul_size)
+                       matmul_size=FLAGS.matmul_size, profile=FLAGS.profile)
   result['command'] = ' '.join(['tools/benchmark.py'] + sys.argv[1:])
   if FLAGS.json:
     pathlib.Path(FLAGS.json).write_text(json.dumps(result, indent=1))

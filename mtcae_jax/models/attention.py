@@ -2,7 +2,8 @@
 
 `attend` picks the kernel: on CPU exact attention in blocks of queries with a recomputing backward pass
 (`blockwise_attention`; plain einsum + softmax is 1.4x slower in training, `jax.nn.dot_product_attention` slower
-still); on GPU the cuDNN fused kernel (half precision only), elsewhere XLA's fused path.
+still); on GPU the cuDNN fused kernel (half precision and the head widths it has kernels for), elsewhere XLA's fused
+path.
 """
 
 import jax
@@ -42,7 +43,12 @@ def attend(q, k, v, *, impl='einsum', dropout_rate=0.0, key=None):
     return jnp.einsum('bhnm,bmhd->bnhd', probs, v)
   if impl == 'blockwise':
     return blockwise_attention.blockwise_attention(q, k, v, blockwise_attention.BLOCK)
-  return jax.nn.dot_product_attention(q, k, v, implementation=None if impl == 'xla' else impl)
+  if impl == 'cudnn':
+    try:
+      return jax.nn.dot_product_attention(q, k, v, implementation='cudnn')
+    except NotImplementedError:  # a shape cuDNN has no kernel for, e.g. the paper decoder's 512-wide heads
+      pass
+  return jax.nn.dot_product_attention(q, k, v, implementation='xla')
 
 
 class SelfAttention(nnx.Module):

@@ -1,6 +1,6 @@
 """Identical layers stacked along a leading axis: created with `nnx.vmap`, run with `nnx.scan` or unrolled.
 
-Both ways of running use the same stacked weights, so a checkpoint does not depend on `scan_layers`.
+Both ways of running use the same stacked weights, so a checkpoint does not depend on `model.layer_loop`.
 """
 
 import jax
@@ -12,6 +12,17 @@ REMAT_POLICIES = {
     'dots': jax.checkpoint_policies.checkpoint_dots,
     'dots_no_batch': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
+
+
+LAYER_LOOPS = ('auto', 'scan', 'unroll')
+
+
+def scan_layers(layer_loop):
+  """Whether `model.layer_loop` scans: 'auto' unrolls on GPUs, where a scan stacks every layer's saved
+  activations with extra copies (L/16 encoder's training step on an H100: 114 ms scanned, 93 ms unrolled)."""
+  if layer_loop not in LAYER_LOOPS:
+    raise ValueError(f'model.layer_loop must be one of {LAYER_LOOPS}, got {layer_loop!r}')
+  return layer_loop == 'scan' or (layer_loop == 'auto' and jax.default_backend() != 'gpu')
 
 
 def make_stack(factory, depth, rngs):
