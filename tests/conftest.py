@@ -66,11 +66,14 @@ def fixed_faces(frames):
 def demo_data_dir(tmp_path_factory):
   """The bundled demo clips prepared as the `ravdess_dfer` TFDS dataset (in-process, fixed face labels)."""
   data_dir = tmp_path_factory.mktemp('tfds')
-  previous, example._labeler = example._labeler, fixed_faces  # pylint: disable=protected-access
+  previous = example._labelers.get(labels.MIN_FACE_SIZE)  # pylint: disable=protected-access
+  example._labelers[labels.MIN_FACE_SIZE] = fixed_faces  # pylint: disable=protected-access
   try:
     builder = prepare.make_builder(demo_data.DATASET, str(data_dir), workers=0)
     with importlib.resources.as_file(demo_data.RAW) as raw:
       prepare.prepare(builder, str(raw))
   finally:
-    example._labeler = previous  # pylint: disable=protected-access
+    example._labelers.pop(labels.MIN_FACE_SIZE)  # pylint: disable=protected-access
+    if previous is not None:
+      example._labelers[labels.MIN_FACE_SIZE] = previous  # pylint: disable=protected-access
   return str(data_dir)

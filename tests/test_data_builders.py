@@ -210,7 +210,8 @@ def test_mead_builder_dropping_faceless_clips(tmp_path, pool):
       'M003/video/back/happy/level_1/001.mp4': HAPPY_MAN, 'W009/video/front/sad/level_4/001.mp4': SAD,
       'W009/video/front/sad/level_1/1.mp4': SAD, 'W015/video/front/happy/level_1/002.mp4': f'truncated:{HAPPY}',
   }
-  builder, meta, examples = _build('mead_dfer', tree, tmp_path, pool, drop_faceless=True)
+  # A minimum face size other than the pool's: its workers make a second labeler for it.
+  builder, meta, examples = _build('mead_dfer', tree, tmp_path, pool, drop_faceless=True, min_face_size=24)
   labels = {'M003/video/front/neutral/level_1/001.mp4': 'neutral', 'M003/video/front/happy/level_2/001.mp4': 'happy',
             'W009/video/front/sad/level_3/001.mp4': 'sad', 'M011/video/front/disgusted/level_1/001.mp4': 'disgusted',
             'W014/video/front/surprised/level_2/001.mp4': 'surprised',
@@ -221,6 +222,7 @@ def test_mead_builder_dropping_faceless_clips(tmp_path, pool):
       'M003/video/back/happy/level_1/001.mp4', 'W009/video/front/sad/level_1/1.mp4',
       'W009/video/front/sad/level_4/001.mp4', 'W015/video/front/happy/level_1/002.mp4']
   assert meta['faceless'] == ['W016/video/front/fear/level_1/002.mp4'] and meta['faceless_dropped']
+  assert meta['mtcnn_min_face_size'] == 24
   assert meta['num_excluded_by_config'] == 2
   assert examples['W009/video/front/sad/level_3/001.mp4']['intensity'] == 3
 
@@ -231,6 +233,7 @@ def test_mead_builder_dropping_faceless_clips(tmp_path, pool):
     (['--dataset=ravdess_dfer'], 'required'),
     (['--dataset=nope', f'--manual_dir={DEMO}', '--data_dir=/tmp/x'], 'unknown --dataset=nope'),
     (['--dataset=mead_dfer/back', f'--manual_dir={DEMO}', '--data_dir=/tmp/x'], "no config 'back'"),
+    (['--dataset=ravdess_dfer', f'--manual_dir={DEMO}', '--data_dir=/tmp/x', '--min_face_size=8'], '--min_face_size'),
 ])
 def test_prepare_bad_arguments_one_line_exit_2(args, message):
   r = subprocess.run([sys.executable, '-m', 'mtcae_jax.data.prepare', *args], capture_output=True, text=True,

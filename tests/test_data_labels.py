@@ -49,6 +49,35 @@ def test_frame_without_face_is_masked_and_interpolated(still_frames):
   np.testing.assert_allclose(faces.boxes[1], (faces.boxes[0] + faces.boxes[2]) / 2, atol=1e-6)
 
 
+@pytest.mark.parametrize('min_face_size', [20, 32, 40, 64])
+def test_scale_pyramid_stops_at_the_pnet_window(min_face_size):
+  scales = labels.scale_pyramid(224, 224, min_face_size, 0.709)
+  # By hand: 224 px scaled so that a min_face_size face becomes P-Net's 12-px window, then by 0.709 per level,
+  # down to the last level whose side is still at least 12 px.
+  expected, scale = [], 12 / min_face_size
+  while 224 * scale >= 12:
+    expected.append(scale)
+    scale *= 0.709
+  np.testing.assert_allclose(scales, expected, rtol=1e-12)
+  if min_face_size == 20:  # where mtcnn 1.0 counts its levels right, the same pyramid as its own
+    from mtcnn.utils.images import build_scale_pyramid  # pylint: disable=g-import-not-at-top
+    np.testing.assert_allclose(scales, build_scale_pyramid(224, 224, 20, 0.709), rtol=1e-12)
+  # The shorter side bounds it.
+  assert len(labels.scale_pyramid(640, 360, min_face_size, 0.709)) == len(labels.scale_pyramid(360, 360, min_face_size, 0.709))
+
+
+def test_larger_min_face_size_finds_the_same_faces(still_frames):
+  default = labels.shared_labeler().detect(still_frames)
+  coarse = labels.FaceLabeler(min_face_size=48).detect(still_frames)  # mtcnn's own pyramid fails at 48
+  for path, a, b in zip(STILLS, default, coarse):
+    assert len(b.confidence) >= 1 and b.confidence.max() > 0.9, path
+    ka, kb = int(np.argmax(a.confidence)), int(np.argmax(b.confidence))
+    np.testing.assert_allclose(b.boxes[kb], a.boxes[ka], atol=0.05, err_msg=path)  # within 11 px of 224
+    np.testing.assert_allclose(b.landmarks[kb], a.landmarks[ka], atol=0.05, err_msg=path)
+  with pytest.raises(ValueError, match='min_face_size'):
+    labels.FaceLabeler(min_face_size=8)
+
+
 def test_from_mtcnn_normalises_and_clips():
   face = {'box': [20, 10, 220, 90], 'confidence': np.float32(0.99),
           'keypoints': {'left_eye': [60, 40], 'right_eye': [100, 40], 'nose': [80, 60], 'mouth_left': [64, 80],

@@ -3,12 +3,13 @@ MTCNN, JPEG encode) in a pool of worker processes. Worker start-up is excluded (
 On a shared machine other jobs stretch the wall clock, so it also reports the workers' CPU seconds per clip and
 how many CPUs other processes kept busy during the timed run (from /proc/stat, on Linux).
 
-    python tools/benchmark_preprocess.py [--workers=2] [--clips=48] [--src=mtcae_jax/data/demo/ravdess]
+    python tools/benchmark_preprocess.py [--workers=2] [--clips=48] [--src=mtcae_jax/data/demo/ravdess] [--min_face_size=32]
 
 By default it uses the 640x360 clips of the bundled demo data (actors 01 and 02, 16-32 frames each), cycled.
 """
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -18,6 +19,7 @@ import cv2
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))  # run from a checkout without installing
 
 from mtcae_jax.data import example  # pylint: disable=g-import-not-at-top
+from mtcae_jax.data import labels  # pylint: disable=g-import-not-at-top
 from mtcae_jax.data import pool as pool_lib  # pylint: disable=g-import-not-at-top
 
 DEMO = os.path.join(os.path.dirname(__file__), '..', 'mtcae_jax', 'data', 'demo', 'ravdess')
@@ -46,10 +48,10 @@ def _busy_cpu_seconds():
   return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf('SC_CLK_TCK')
 
 
-def _timed(path):
+def _timed(path, min_face_size):
   """example.process in a worker, with the CPU seconds it took there."""
   start = time.process_time()
-  result = example.process(path)
+  result = example.process(path, min_face_size)
   return result, time.process_time() - start
 
 
@@ -58,6 +60,7 @@ def main(argv=None):
   p.add_argument('--src', default=DEMO)
   p.add_argument('--workers', type=int, default=2)
   p.add_argument('--clips', type=int, default=48)
+  p.add_argument('--min_face_size', type=int, default=labels.MIN_FACE_SIZE, help='as in mtcae_jax.data.prepare')
   p.add_argument('--width', type=int, default=640)
   p.add_argument('--height', type=int, default=360)
   args = p.parse_args(argv)
@@ -66,11 +69,13 @@ def main(argv=None):
     p.exit(2, f'error: no {args.width}x{args.height} clips under {args.src}\n')
   paths = [sources[i % len(sources)][0] for i in range(args.clips)]
   mean_frames = sum(sources[i % len(sources)][1] for i in range(args.clips)) / args.clips
-  with pool_lib.ClipPool(args.workers, initializer=example.init_worker) as pool:
+  init = functools.partial(example.init_worker, args.min_face_size)
+  timed = functools.partial(_timed, min_face_size=args.min_face_size)
+  with pool_lib.ClipPool(args.workers, initializer=init) as pool:
     crash = lambda _: ((None, pool_lib.CRASH), 0.0)
-    list(pool.imap(_timed, paths[:4 * args.workers], crash, desc='warm-up'))
+    list(pool.imap(timed, paths[:4 * args.workers], crash, desc='warm-up'))
     busy, own, start = _busy_cpu_seconds(), time.process_time(), time.perf_counter()
-    results = [r for _, r in pool.imap(_timed, paths, crash, desc='benchmark')]
+    results = [r for _, r in pool.imap(timed, paths, crash, desc='benchmark')]
     seconds = time.perf_counter() - start
     busy = None if busy is None else _busy_cpu_seconds() - busy
     own = time.process_time() - own + sum(c for _, c in results)

@@ -16,15 +16,21 @@ NUM_FRAMES = 16  # Sec. III-A
 IMAGE_SIZE = 224
 JPEG_QUALITY = 95  # about 230 KiB per 16 x 224 x 224 clip
 
-_labeler = None  # one MTCNN per process
+_labelers = {}  # min_face_size -> this process's MTCNN
 
 
-def init_worker():
-  """Process-pool initializer: one thread per worker for OpenCV and TensorFlow, one MTCNN."""
-  global _labeler
+def labeler(min_face_size=labels.MIN_FACE_SIZE):
+  """This process's FaceLabeler for `min_face_size`, created on first use."""
+  if min_face_size not in _labelers:
+    _labelers[min_face_size] = labels.FaceLabeler(min_face_size)
+  return _labelers[min_face_size]
+
+
+def init_worker(min_face_size=labels.MIN_FACE_SIZE):
+  """Process-pool initializer: one thread per worker for OpenCV and TensorFlow, one MTCNN made before any clip."""
   cv2.setNumThreads(1)
   quiet_tf.single_threaded()
-  _labeler = labels.FaceLabeler()
+  labeler(min_face_size)
 
 
 def encode_jpeg(frame, quality=JPEG_QUALITY):
@@ -54,13 +60,13 @@ def _one_line(error):
   return ' '.join(f'{type(error).__name__}: {error}'.split())[:300]
 
 
-def process(path):
-  """(example, None) or (None, reason). For the process pool: a bad file is a reason, never an exception."""
-  global _labeler
-  if _labeler is None:
-    _labeler = labels.FaceLabeler()  # running in-process (workers=0): leave this process's threading alone
+def process(path, min_face_size=labels.MIN_FACE_SIZE):
+  """(example, None) or (None, reason). For the process pool: a bad file is a reason, never an exception.
+
+  In-process (workers=0) the labeler is made here, and this process's threading is left alone.
+  """
   try:
-    return clip_example(path, _labeler), None
+    return clip_example(path, labeler(min_face_size)), None
   except video.VideoError as e:
     return None, str(e)
   except Exception as e:  # pylint: disable=broad-except  # a decoder or detector failure on one file

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+from mtcae_jax.data import labels
 from mtcae_jax.data import quiet_tf
 
 SHOW_SKIPPED = 20
@@ -33,11 +34,13 @@ def _parse(argv):
   p.add_argument('--data_dir', required=True, help='where TFDS writes the prepared dataset')
   p.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='worker processes (0: in-process)')
   p.add_argument('--drop_faceless', action='store_true', help='leave out clips with no face in any frame')
+  p.add_argument('--min_face_size', type=int, default=labels.MIN_FACE_SIZE,
+                 help='smallest face MTCNN searches for, in pixels of the 224x224 frame (mtcnn itself: 20)')
   p.add_argument('--overwrite', action='store_true', help='rebuild if the prepared dataset already exists')
   return p, p.parse_args(argv)
 
 
-def make_builder(dataset, data_dir, workers=None, drop_faceless=False):
+def make_builder(dataset, data_dir, workers=None, drop_faceless=False, min_face_size=labels.MIN_FACE_SIZE):
   """The builder for 'name' or 'name/config'; raises UsageError for an unknown name or config."""
   quiet_tf.import_tf()  # TensorFlow quiet and off the accelerators before TFDS imports it
   from mtcae_jax.data import datasets  # pylint: disable=g-import-not-at-top  # imports TFDS: after quiet_tf
@@ -49,7 +52,10 @@ def make_builder(dataset, data_dir, workers=None, drop_faceless=False):
   if config and config not in configs:
     raise UsageError(f'{name} has no config {config!r}; one of {", ".join(configs) or "(none)"}')
   kwargs = dict(config=config) if config else {}
-  return cls(data_dir=data_dir, workers=workers, drop_faceless=drop_faceless, **kwargs)
+  if min_face_size < labels.PNET_WINDOW:
+    raise UsageError(f'--min_face_size must be at least {labels.PNET_WINDOW} pixels, got {min_face_size}')
+  return cls(data_dir=data_dir, workers=workers, drop_faceless=drop_faceless, min_face_size=min_face_size,
+             **kwargs)
 
 
 def prepare(builder, manual_dir, overwrite=False):
@@ -74,7 +80,7 @@ def main(argv=None):
     parser.error(f'--data_dir={args.data_dir} exists and is not a directory')
   quiet_tf.import_tf()
   try:
-    builder = make_builder(args.dataset, args.data_dir, args.workers, args.drop_faceless)
+    builder = make_builder(args.dataset, args.data_dir, args.workers, args.drop_faceless, args.min_face_size)
     meta = prepare(builder, args.manual_dir, args.overwrite)
   except UsageError as e:
     parser.error(str(e))

@@ -5,6 +5,7 @@ A subclass names its layout (`parse`: relative path -> ClipName) and its classes
 
 import collections
 import dataclasses
+import functools
 import os
 
 from absl import logging
@@ -15,6 +16,7 @@ import tqdm
 
 from mtcae_jax.data import example
 from mtcae_jax.data import folds as folds_lib
+from mtcae_jax.data import labels
 from mtcae_jax.data import pool as pool_lib
 
 T, S = example.NUM_FRAMES, example.IMAGE_SIZE
@@ -43,7 +45,8 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   Args (besides TFDS's): workers, the number of worker processes (default: all cores; 0 runs in-process);
   drop_faceless, leave out clips in which MTCNN finds no face in any frame (by default they are kept with an
   all-false `face_mask`; either way they are listed in the metadata); pool, a running pool_lib.ClipPool to use
-  instead of starting one (several builds then share its workers' start-up).
+  instead of starting one (several builds then share its workers' start-up); min_face_size, the smallest face
+  MTCNN searches for, in pixels of the 224x224 frame (labels.MIN_FACE_SIZE).
   """
 
   VERSION = tfds.core.Version('1.0.0')
@@ -52,9 +55,13 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   HOMEPAGE = ''
   CITATION = ''
 
-  def __init__(self, *, workers=None, drop_faceless=False, pool=None, **kwargs):
+  def __init__(self, *, workers=None, drop_faceless=False, pool=None, min_face_size=labels.MIN_FACE_SIZE,
+               **kwargs):
+    if min_face_size < labels.PNET_WINDOW:
+      raise ValueError(f'min_face_size must be at least {labels.PNET_WINDOW} pixels, got {min_face_size}')
     self._workers = workers
     self._drop_faceless = drop_faceless
+    self._min_face_size = min_face_size
     self._shared_pool = pool
     self._pool = None
     super().__init__(**kwargs)
@@ -95,7 +102,8 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       self._pool = self._shared_pool
       super()._download_and_prepare(dl_manager, download_config)
     else:
-      with pool_lib.ClipPool(self._workers, initializer=example.init_worker) as self._pool:
+      initializer = functools.partial(example.init_worker, self._min_face_size)
+      with pool_lib.ClipPool(self._workers, initializer=initializer) as self._pool:
         super()._download_and_prepare(dl_manager, download_config)
     self._pool = None
     # Saved to metadata.json with the dataset; readable without this class (tfds.core.MetadataDict).
@@ -105,6 +113,7 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         'num_faceless': len(self._faceless),
         'faceless': sorted(self._faceless),
         'faceless_dropped': bool(self._drop_faceless),
+        'mtcnn_min_face_size': self._min_face_size,
         'num_excluded_by_config': self._excluded,
         'fold_actors': self._fold_actors,
         'label_names': list(self.label_names),
@@ -137,7 +146,8 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _generate_examples(self, manual_dir, clips, fold):
     paths = [os.fspath(manual_dir / relpath) for relpath, _ in clips]
     names = dict(zip(paths, clips))
-    results = self._pool.imap(example.process, paths, on_crash=lambda _: (None, pool_lib.CRASH),
+    work = functools.partial(example.process, min_face_size=self._min_face_size)
+    results = self._pool.imap(work, paths, on_crash=lambda _: (None, pool_lib.CRASH),
                               desc=f'{self.name} fold{fold}')
     for path, (ex, reason) in results:
       relpath, name = names[path]
