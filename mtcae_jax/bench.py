@@ -219,7 +219,8 @@ def config_summary(config, batch_size):
   return {'encoder': f'{m.encoder.name} {m.encoder.variant}', 'strategy': m.strategy, 'batch_size': batch_size,
           'num_frames': config.num_frames, 'image_size': config.image_size, 'dtype': m.dtype,
           'attention_impl': models.attention.resolve_impl(m.attention_impl, jnp.dtype(m.dtype)),
-          'scan_layers': models.stack.scan_layers(m.layer_loop), 'remat': m.remat, 'encoder_frozen': m.encoder.frozen,
+          'scan_layers': models.stack.scan_layers(m.layer_loop), 'remat': m.remat,
+          'encoder_frozen': m.encoder.frozen,
           'decoder': dict(m.decoder) if m.strategy != 'stl' else None}
 
 

@@ -7,7 +7,8 @@ One process, one run: the training run's own step (forward, backward, AdamW; sta
 its compile time and the median step time, inference clips/s, memory, analytic FLOPs per clip (as
 `mtcae_jax.summary` counts them) -> TFLOP/s and MFU against the device's peak (on CPUs a big matmul of the
 compute dtype measured in the same run), and with `--compare=torch` the same encoder in PyTorch. When the
-config's strategy is not `stl`, the encoder-only (`stl`) step is timed as well. Figures: docs/BENCHMARKS.md.
+config's strategy is not `stl`, the encoder-only (`stl`) step is timed as well; `--profile=DIR` also writes a
+trace of three steps and prints the device time per kernel. Figures: docs/BENCHMARKS.md.
 
     python tools/benchmark.py --predict=runs/demo [--videos=mtcae_jax/data/demo/ravdess] --json=predict.json
 

@@ -3,7 +3,8 @@ MTCNN, JPEG encode) in a pool of worker processes. Worker start-up is excluded (
 On a shared machine other jobs stretch the wall clock, so it also reports the workers' CPU seconds per clip and
 how many CPUs other processes kept busy during the timed run (from /proc/stat, on Linux).
 
-    python tools/benchmark_preprocess.py [--workers=2] [--clips=48] [--src=mtcae_jax/data/demo/ravdess] [--min_face_size=32]
+    python tools/benchmark_preprocess.py [--workers=2] [--clips=48] [--src=mtcae_jax/data/demo/ravdess] \
+        [--min_face_size=32]
 
 By default it uses the 640x360 clips of the bundled demo data (actors 01 and 02, 16-32 frames each), cycled.
 """

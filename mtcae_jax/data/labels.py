@@ -108,9 +108,8 @@ def scale_pyramid(width, height, min_face_size, scale_factor, min_size=PNET_WIND
   """MTCNN's image pyramid: scales from min_size / min_face_size down by scale_factor while the frame's shorter
   side stays at least min_size pixels.
 
-  mtcnn 1.0 counts the levels as if min_face_size were always 12/0.6 = 20, so with a larger one its last levels
-  fall below P-Net's 12-pixel window and the clip fails as if it had no face. Equal to mtcnn's where its count
-  is right (min_face_size=20).
+  mtcnn 1.0 counts the levels as if min_face_size were always 20, so with a larger one its last levels fall below
+  P-Net's 12-pixel window and it silently finds no face at all. Equal to mtcnn's where its count is right (20).
   """
   first = min_size / min_face_size
   count = int(np.floor(np.log(min_size / (min(width, height) * first)) / np.log(scale_factor) + 1e-9)) + 1
