@@ -5,6 +5,16 @@ import os
 # Tests check values, not speed: XLA's unoptimised CPU backend compiles about three times faster.
 os.environ.setdefault('XLA_FLAGS', '--xla_backend_optimization_level=0')
 
+import sys
+
+if sys.version_info >= (3, 12):
+  # On Python 3.12, torch 2.13 crashes (segfault) importing torch._dynamo, which its optimizers and transformers
+  # load, once TensorFlow 2.21 is loaded; the other order works. The data tests load TensorFlow first.
+  try:
+    import torch._dynamo  # pylint: disable=unused-import
+  except ImportError:
+    pass
+
 import atexit
 import importlib.resources
 import shutil
