@@ -27,7 +27,7 @@ from flax import nnx
 
 from configs import default
 from mtcae_jax import models
-from mtcae_jax.data import demo_data, example, labels, prepare
+from mtcae_jax.data import demo_data, labels, prepare
 
 jax.config.update('jax_default_matmul_precision', 'highest')  # parity checks must not use TF32 on a GPU
 # Many tests compile the same programs (a training run and its resumption, the folds of a cross-validation).
@@ -76,14 +76,14 @@ def fixed_faces(frames):
 def demo_data_dir(tmp_path_factory):
   """The bundled demo clips prepared as the `ravdess_dfer` TFDS dataset (in-process, fixed face labels)."""
   data_dir = tmp_path_factory.mktemp('tfds')
-  previous = example._labelers.get(labels.MIN_FACE_SIZE)  # pylint: disable=protected-access
-  example._labelers[labels.MIN_FACE_SIZE] = fixed_faces  # pylint: disable=protected-access
+  previous = labels._shared.get(labels.MIN_FACE_SIZE)  # pylint: disable=protected-access
+  labels._shared[labels.MIN_FACE_SIZE] = fixed_faces  # pylint: disable=protected-access
   try:
     builder = prepare.make_builder(demo_data.DATASET, str(data_dir), workers=0)
     with importlib.resources.as_file(demo_data.RAW) as raw:
       prepare.prepare(builder, str(raw))
   finally:
-    example._labelers.pop(labels.MIN_FACE_SIZE)  # pylint: disable=protected-access
+    labels._shared.pop(labels.MIN_FACE_SIZE)  # pylint: disable=protected-access
     if previous is not None:
-      example._labelers[labels.MIN_FACE_SIZE] = previous  # pylint: disable=protected-access
+      labels._shared[labels.MIN_FACE_SIZE] = previous  # pylint: disable=protected-access
   return str(data_dir)

@@ -16,21 +16,11 @@ NUM_FRAMES = 16  # Sec. III-A
 IMAGE_SIZE = 224
 JPEG_QUALITY = 95  # about 230 KiB per 16 x 224 x 224 clip
 
-_labelers = {}  # min_face_size -> this process's MTCNN
-
-
-def labeler(min_face_size=labels.MIN_FACE_SIZE):
-  """This process's FaceLabeler for `min_face_size`, created on first use."""
-  if min_face_size not in _labelers:
-    _labelers[min_face_size] = labels.FaceLabeler(min_face_size)
-  return _labelers[min_face_size]
-
-
 def init_worker(min_face_size=labels.MIN_FACE_SIZE):
   """Process-pool initializer: one thread per worker for OpenCV and TensorFlow, one MTCNN made before any clip."""
   cv2.setNumThreads(1)
   quiet_tf.single_threaded()
-  labeler(min_face_size)
+  labels.shared_labeler(min_face_size)
 
 
 def encode_jpeg(frame, quality=JPEG_QUALITY):
@@ -66,7 +56,7 @@ def process(path, min_face_size=labels.MIN_FACE_SIZE):
   In-process (workers=0) the labeler is made here, and this process's threading is left alone.
   """
   try:
-    return clip_example(path, labeler(min_face_size)), None
+    return clip_example(path, labels.shared_labeler(min_face_size)), None
   except video.VideoError as e:
     return None, str(e)
   except Exception as e:  # pylint: disable=broad-except  # a decoder or detector failure on one file

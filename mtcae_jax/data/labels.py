@@ -6,7 +6,6 @@ height and clipped to [0, 1]. Point order is MTCNN's: left_eye, right_eye, nose,
 """
 
 import dataclasses
-import functools
 
 import numpy as np
 
@@ -104,6 +103,13 @@ def labels_from_detections(detections):
                     landmarks=interpolate(points, mask).astype(np.float32), face_mask=mask)
 
 
+def check_min_face_size(min_face_size):
+  """`min_face_size`, or ValueError if P-Net's window could not hold such a face."""
+  if min_face_size < PNET_WINDOW:
+    raise ValueError(f'min_face_size must be at least {PNET_WINDOW} pixels, got {min_face_size}')
+  return min_face_size
+
+
 def scale_pyramid(width, height, min_face_size, scale_factor, min_size=PNET_WINDOW):
   """MTCNN's image pyramid: scales from min_size / min_face_size down by scale_factor while the frame's shorter
   side stays at least min_size pixels.
@@ -150,9 +156,7 @@ class FaceLabeler:
   """MTCNN behind one batched call per clip. Create one per process: it holds TensorFlow models."""
 
   def __init__(self, min_face_size=MIN_FACE_SIZE):
-    if min_face_size < PNET_WINDOW:
-      raise ValueError(f'min_face_size must be at least {PNET_WINDOW} pixels, got {min_face_size}')
-    self.min_face_size = min_face_size
+    self.min_face_size = check_min_face_size(min_face_size)
     quiet_tf.import_tf()  # before mtcnn imports TensorFlow itself, so TF comes up quiet and off the GPU
     from mtcnn import MTCNN  # pylint: disable=g-import-not-at-top
     from mtcnn.stages import StageONet, StagePNet, StageRNet, stage_pnet  # pylint: disable=g-import-not-at-top
@@ -173,7 +177,11 @@ class FaceLabeler:
     return labels_from_detections(self.detect(frames))
 
 
-@functools.cache
-def shared_labeler():
-  """One FaceLabeler per process, created on first use (MTCNN takes seconds to build)."""
-  return FaceLabeler()
+_shared = {}  # min_face_size -> this process's FaceLabeler
+
+
+def shared_labeler(min_face_size=MIN_FACE_SIZE):
+  """This process's FaceLabeler for `min_face_size`, created on first use (MTCNN takes seconds to build)."""
+  if min_face_size not in _shared:
+    _shared[min_face_size] = FaceLabeler(min_face_size)
+  return _shared[min_face_size]

@@ -52,8 +52,10 @@ def make_builder(dataset, data_dir, workers=None, drop_faceless=False, min_face_
   if config and config not in configs:
     raise UsageError(f'{name} has no config {config!r}; one of {", ".join(configs) or "(none)"}')
   kwargs = dict(config=config) if config else {}
-  if min_face_size < labels.PNET_WINDOW:
-    raise UsageError(f'--min_face_size must be at least {labels.PNET_WINDOW} pixels, got {min_face_size}')
+  try:
+    labels.check_min_face_size(min_face_size)
+  except ValueError as e:
+    raise UsageError(f'--{e}') from None
   return cls(data_dir=data_dir, workers=workers, drop_faceless=drop_faceless, min_face_size=min_face_size,
              **kwargs)
 

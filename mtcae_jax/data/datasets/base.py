@@ -57,11 +57,9 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def __init__(self, *, workers=None, drop_faceless=False, pool=None, min_face_size=labels.MIN_FACE_SIZE,
                **kwargs):
-    if min_face_size < labels.PNET_WINDOW:
-      raise ValueError(f'min_face_size must be at least {labels.PNET_WINDOW} pixels, got {min_face_size}')
     self._workers = workers
     self._drop_faceless = drop_faceless
-    self._min_face_size = min_face_size
+    self._min_face_size = labels.check_min_face_size(min_face_size)  # here, not once per clip in the workers
     self._shared_pool = pool
     self._pool = None
     super().__init__(**kwargs)
