@@ -34,8 +34,8 @@ class Dense(nnx.Linear):
 
 def dense(din, dout, names, *, dtype, rngs, use_bias=True):
   return Dense(din, dout, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
-                    kernel_init=logical(INIT, *names),
-                    bias_init=logical(nnx.initializers.zeros_init(), names[-1]), rngs=rngs)
+               kernel_init=logical(INIT, *names),
+               bias_init=logical(nnx.initializers.zeros_init(), names[-1]), rngs=rngs)
 
 
 def layer_norm(dim, *, eps, dtype, rngs):
