@@ -65,6 +65,12 @@ def main(argv=None):
   p.add_argument('--width', type=int, default=640)
   p.add_argument('--height', type=int, default=360)
   args = p.parse_args(argv)
+  if args.clips < 1 or args.workers < 0:
+    p.error('--clips must be at least 1 and --workers at least 0')
+  try:
+    labels.check_min_face_size(args.min_face_size)
+  except ValueError as e:
+    p.error(f'--{e}')
   sources = _clips(args.src, args.width, args.height)
   if not sources:
     p.exit(2, f'error: no {args.width}x{args.height} clips under {args.src}\n')
@@ -81,6 +87,8 @@ def main(argv=None):
     busy = None if busy is None else _busy_cpu_seconds() - busy
     own = time.process_time() - own + sum(c for _, c in results)
   failed = [reason for (_, reason), _ in results if reason is not None]
+  if len(failed) == len(results):
+    p.exit(1, f'error: every clip failed, e.g. {failed[0]}\n')
   cpu = sum(c for _, c in results) / args.clips
   others = 'unknown' if busy is None else f'{max(busy - own, 0) / seconds:.2f}'
   print(f'{args.clips} clips of {args.width}x{args.height} ({mean_frames:.0f} frames on average) with '
