@@ -10,6 +10,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from mtcae_jax import configlib
+
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/mead.py[:variant=B/16].')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints, logs and reports go; rerun to resume.')
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'cv'],
@@ -41,4 +43,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main)
+  app.run(main, flags_parser=configlib.parse_flags)

@@ -6,6 +6,7 @@ r"""Parameter counts, output shapes and analytic GFLOPs of a config's model, wit
 
 import copy
 import math
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +14,7 @@ from absl import app, flags, logging
 from flax import nnx
 from ml_collections import config_flags
 
-from mtcae_jax import flops, models
+from mtcae_jax import configlib, flops, models
 from mtcae_jax.models import mtcae
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/mead.py[:variant=B/16].')
@@ -87,9 +88,13 @@ def summarize(config, batch=1):
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  print(summarize(_CONFIG.value, _BATCH.value))
+  try:
+    print(summarize(_CONFIG.value, _BATCH.value))
+  except ValueError as e:  # a config the model rejects, e.g. an unknown variant
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('config')
-  app.run(main)
+  app.run(main, flags_parser=configlib.parse_flags)

@@ -25,7 +25,7 @@ from ml_collections import config_flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from mtcae_jax import bench  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mtcae_jax import bench, configlib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mtcae_jax.data import demo_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Flags of their own: mtcae_jax.summary (which counts the FLOPs) defines --config and --batch on absl's global
@@ -33,22 +33,25 @@ from mtcae_jax.data import demo_data  # pylint: disable=g-import-not-at-top,wron
 FLAGS = flags.FlagValues()
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/default.py:variant=S/16.',
                                 flag_values=FLAGS)
-flags.DEFINE_integer('batch', None, "Global batch size (default: the config's batch_size).", flag_values=FLAGS)
-flags.DEFINE_integer('steps', 5, 'Timed steps after the untimed first one; the median is reported.',
+flags.DEFINE_integer('batch', None, "Global batch size (default: the config's batch_size).", lower_bound=1,
                      flag_values=FLAGS)
+flags.DEFINE_integer('steps', 5, 'Timed steps after the untimed first one; the median is reported.',
+                     lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_enum('compare', None, ['torch'], 'Also time the same encoder in PyTorch (transformers).',
                   flag_values=FLAGS)
 flags.DEFINE_string('profile', None, 'Also trace 3 train steps into this directory (TensorBoard profile plugin or '
                     'Perfetto) and print the device time per kernel.', flag_values=FLAGS)
 flags.DEFINE_bool('encoder_only', True, 'With a strategy other than stl, also time the stl step.', flag_values=FLAGS)
 flags.DEFINE_integer('matmul_size', None, 'Side of the peak-measuring matmul (default: by backend).',
-                     flag_values=FLAGS)
+                     lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_string('predict', None, 'Instead: batch-prediction throughput of this checkpoint (a training '
                     'workdir or a converted checkpoint).', flag_values=FLAGS)
 flags.DEFINE_multi_string('videos', [str(demo_data.RAW)], 'With --predict: videos or folders to predict on.',
                           flag_values=FLAGS)
-flags.DEFINE_integer('predict_batch', 8, 'With --predict: the batch size of prediction.', flag_values=FLAGS)
-flags.DEFINE_integer('workers', 0, 'With --predict: decoding threads (0: one per core, up to 8).', flag_values=FLAGS)
+flags.DEFINE_integer('predict_batch', 8, 'With --predict: the batch size of prediction.', lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_integer('workers', 0, 'With --predict: decoding threads (0: one per core, up to 8).', lower_bound=0,
+                     flag_values=FLAGS)
 flags.DEFINE_string('json', None, 'Write all figures to this JSON file.', flag_values=FLAGS)
 
 
@@ -56,9 +59,11 @@ def parse_flags(argv):
   if {'-h', '--help', '--helpfull'} & set(argv[1:]):
     print(__doc__ + '\n' + FLAGS.main_module_help())
     sys.exit(0)
-  rest = FLAGS(argv)
+  rest = configlib.parse_flags(argv, FLAGS)
   if (FLAGS.config is None) == (FLAGS.predict is None):
-    raise app.UsageError('give --config (train step and inference) or --predict (batch prediction), not both')
+    print('error: give --config (train step and inference) or --predict (batch prediction), not both',
+          file=sys.stderr)
+    sys.exit(2)
   flags.FLAGS.mark_as_parsed()
   return rest
 
@@ -78,9 +83,13 @@ def main(argv):
       print(f'error: {e}', file=sys.stderr)
       sys.exit(2)
   else:
-    result = bench.run(config, FLAGS.batch or config.batch_size, FLAGS.steps,
-                       compare_torch=FLAGS.compare == 'torch', encoder_only=FLAGS.encoder_only,
-                       matmul_size=FLAGS.matmul_size, profile=FLAGS.profile)
+    try:
+      result = bench.run(config, FLAGS.batch or config.batch_size, FLAGS.steps,
+                         compare_torch=FLAGS.compare == 'torch', encoder_only=FLAGS.encoder_only,
+                         matmul_size=FLAGS.matmul_size, profile=FLAGS.profile)
+    except ValueError as e:  # a config the model rejects, e.g. an unknown variant
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(2)
   result['command'] = ' '.join(['tools/benchmark.py'] + sys.argv[1:])
   if FLAGS.json:
     pathlib.Path(FLAGS.json).write_text(json.dumps(result, indent=1))

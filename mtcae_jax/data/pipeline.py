@@ -33,7 +33,10 @@ def data_source(name, split, data_dir):
   """Random access to a prepared split (no TensorFlow ops), e.g. split='fold1+fold2+fold3+fold4'."""
   quiet_tf.import_tf()  # hides GPUs and TPUs from TensorFlow before TFDS can run anything with it
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  import mtcae_jax.data.datasets  # pylint: disable=g-import-not-at-top,unused-import  # registers the builders
+  from mtcae_jax.data import datasets  # pylint: disable=g-import-not-at-top  # registers the builders
+  if name.split('/')[0].split(':')[0] not in datasets.BUILDERS:
+    raise ValueError(f'config.dataset={name!r} is not one of {", ".join(datasets.BUILDERS)}'
+                     + ('; a dataset config such as configs/mead.py sets it' if not name else ''))
   # Without this check TFDS would try to build the dataset here, from a manual_dir nobody gave it.
   if not tfds.builder(name, data_dir=data_dir).is_prepared():
     raise FileNotFoundError(f'dataset {name} is not prepared in {data_dir or "the TFDS default data_dir"}; '
