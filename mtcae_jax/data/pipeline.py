@@ -29,8 +29,10 @@ DEVICE_KEYS = ('video', 'boxes', 'landmarks', 'face_mask', 'label', 'mask')
 train_split = folds.train_split
 
 
-def data_source(name, split, data_dir):
-  """Random access to a prepared split (no TensorFlow ops), e.g. split='fold1+fold2+fold3+fold4'."""
+def data_source(name, split, data_dir, **kwargs):
+  """Random access to a prepared split (no TensorFlow ops), e.g. split='fold1+fold2+fold3+fold4'.
+
+  `kwargs` go to `tfds.data_source` (e.g. `deserialize_method`)."""
   quiet_tf.import_tf()  # hides GPUs and TPUs from TensorFlow before TFDS can run anything with it
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from mtcae_jax.data import datasets  # pylint: disable=g-import-not-at-top  # registers the builders
@@ -42,7 +44,28 @@ def data_source(name, split, data_dir):
     raise FileNotFoundError(f'dataset {name} is not prepared in {data_dir or "the TFDS default data_dir"}; '
                             f'run python -m mtcae_jax.data.prepare --dataset={name} --manual_dir=DIR '
                             f'--data_dir={data_dir or "DIR"}')
-  return tfds.data_source(name, split=split, data_dir=data_dir)
+  return tfds.data_source(name, split=split, data_dir=data_dir, **kwargs)
+
+
+TARGET_KEYS = ('boxes', 'landmarks', 'face_mask')
+
+
+def read_targets(name, split, data_dir):
+  """{'boxes' (N, T, 4), 'landmarks' (N, T, 5, 2), 'face_mask' (N, T)} of every example of a split, in source order.
+
+  Reads the stored records without decoding their JPEG frames (about 20x faster than full examples): TFDS keeps
+  float tensors in a record's float_list and booleans in its int64_list.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  source = data_source(name, split, data_dir, deserialize_method=tfds.decode.DeserializeMethod.DESERIALIZE_NO_DECODE)
+  features = source.dataset_info.features
+  out = {k: [] for k in TARGET_KEYS}
+  for i in range(len(source)):
+    stored = source[i].features.feature
+    for k in TARGET_KEYS:
+      dtype, kind = features[k].np_dtype, stored[k].WhichOneof('kind')
+      out[k].append(np.asarray(getattr(stored[k], kind).value, dtype).reshape(features[k].shape))
+  return {k: np.stack(v) if v else np.zeros((0,) + features[k].shape, features[k].np_dtype) for k, v in out.items()}
 
 
 def default_mesh():
