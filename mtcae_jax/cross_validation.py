@@ -12,7 +12,8 @@ import numpy as np
 from mtcae_jax import train
 from mtcae_jax.data import folds
 
-REPORTED = ('uar', 'war', 'box_iou', 'landmark_nme', 'loss_expression', 'loss_boxes', 'loss_landmarks')
+REPORTED = ('uar', 'war', 'box_iou', 'baseline_box_iou', 'landmark_nme', 'baseline_landmark_nme', 'loss_expression',
+            'loss_boxes', 'loss_landmarks')
 
 
 def run(config, workdir):
@@ -43,8 +44,10 @@ def summarize(per_fold):
 
 def markdown(report):
   """The report as Markdown: UAR and WAR in % per fold and mean ± std, as in the paper's Tables II-IV."""
-  extra = [m for m in ('box_iou', 'landmark_nme') if m in report['mean']]
-  head = ['fold', 'UAR (%)', 'WAR (%)'] + [m.replace('_', ' ') for m in extra] + ['test clips']
+  extra = [m for m in ('box_iou', 'baseline_box_iou', 'landmark_nme', 'baseline_landmark_nme')
+           if m in report['mean']]
+  name = lambda m: m.replace('baseline_', '').replace('_', ' ') + (' (constant)' if m.startswith('baseline') else '')
+  head = ['fold', 'UAR (%)', 'WAR (%)'] + [name(m) for m in extra] + ['test clips']
   lines = [f'# {report.get("dataset", "")} cross-validation ({report.get("strategy", "")}, '
            f'{report.get("encoder", "")})', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for k, f in enumerate(report['folds']):

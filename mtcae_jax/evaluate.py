@@ -1,7 +1,8 @@
 """Evaluation on a test fold: every clip exactly once, class scores averaged over temporal views.
 
 Writes, beside the metrics: `predictions.csv` (path, label, prediction, one probability per class) and
-`confusion.png`. Box and landmark metrics cover the frames where MTCNN found a face.
+`confusion.png`. Box and landmark metrics cover the frames where MTCNN found a face; beside them, those of the
+constant predictor (the training split's mean box and landmarks), which heads that learned anything beat.
 """
 
 import csv
@@ -17,7 +18,7 @@ from jax.experimental import multihost_utils
 from mtcae_jax import losses, metrics
 
 
-def make_eval_step(graphdef, loss_weights):
+def make_eval_step(graphdef, loss_weights, scales=None):
   """jit-able (state, batch) -> per-example outputs and the batch's summed task losses.
 
   `state` is the nnx state of (model, optimizer) or of the model alone (as `graphdef` says). Videos with a
@@ -33,7 +34,7 @@ def make_eval_step(graphdef, loss_weights):
     targets = {k: flat(batch[k]) for k in ('boxes', 'landmarks', 'face_mask') if k in batch}
     valid = jnp.repeat(batch['mask'], views)
     targets.update(label=jnp.repeat(batch['label'], views), mask=valid)
-    _, task_losses = losses.multitask_loss(out, targets, loss_weights)
+    _, task_losses = losses.multitask_loss(out, targets, loss_weights, scales=scales)
     n = jnp.sum(valid) / views
     result = {'probs': jax.nn.softmax(out['logits']).reshape(b, views, -1).mean(axis=1),
               'losses': {k: v * n for k, v in task_losses.items()}, 'count': n}
@@ -56,9 +57,21 @@ def _clip_names(batch):
   return [f'#{i}' for i in _host(np.asarray(batch['index']))]
 
 
-def evaluate(step_fn, state, batches, num_classes, progress=None):
-  """Runs `step_fn` over `batches`; returns (metrics, rows), rows being (clip, label, prediction, probs)."""
+def constant_baseline(stats, boxes, landmarks):
+  """Per-frame box IoU and landmark NME of always predicting the mean targets `stats` (data/target_stats.py)."""
+  boxes, landmarks = np.asarray(boxes), np.asarray(landmarks)
+  return (metrics.box_iou(np.broadcast_to(np.asarray(stats['boxes']), boxes.shape), boxes),
+          metrics.landmark_nme(np.broadcast_to(np.asarray(stats['landmarks']), landmarks.shape), landmarks))
+
+
+def evaluate(step_fn, state, batches, num_classes, baseline=None, progress=None):
+  """Runs `step_fn` over `batches`; returns (metrics, rows), rows being (clip, label, prediction, probs).
+
+  With `baseline` (the training split's mean targets), the metrics also hold the constant predictor's box IoU
+  and landmark NME over the same frames (`baseline_box_iou`, `baseline_landmark_nme`).
+  """
   probs, labels, names, ious, nmes, loss_sums, count = [], [], [], [], [], {}, 0.0
+  const_ious, const_nmes = [], []
   for batch in batches:
     out = step_fn(state, {k: v for k, v in batch.items() if k not in ('index', 'path')})
     keep = _host(batch['mask'])
@@ -72,8 +85,14 @@ def evaluate(step_fn, state, batches, num_classes, progress=None):
       boxes, marks = _host(out['boxes'])[keep], _host(out['landmarks'])[keep]
       views = lambda x, ndim: x if x.ndim == ndim else x[:, None]
       faces = np.broadcast_to(views(_host(batch['face_mask'])[keep], boxes.ndim - 1), boxes.shape[:-1])
-      ious.append(metrics.box_iou(boxes, views(_host(batch['boxes'])[keep], boxes.ndim))[faces])
-      nmes.append(metrics.landmark_nme(marks, views(_host(batch['landmarks'])[keep], marks.ndim))[faces])
+      true_boxes = np.broadcast_to(views(_host(batch['boxes'])[keep], boxes.ndim), boxes.shape)
+      true_marks = np.broadcast_to(views(_host(batch['landmarks'])[keep], marks.ndim), marks.shape)
+      ious.append(metrics.box_iou(boxes, true_boxes)[faces])
+      nmes.append(metrics.landmark_nme(marks, true_marks)[faces])
+      if baseline is not None:
+        iou, nme = constant_baseline(baseline, true_boxes, true_marks)
+        const_ious.append(iou[faces])
+        const_nmes.append(nme[faces])
     if progress is not None:
       progress.update(1)
   probs, labels = np.concatenate(probs), np.concatenate(labels)
@@ -85,7 +104,20 @@ def evaluate(step_fn, state, batches, num_classes, progress=None):
   if ious:
     mean = lambda parts: float(np.concatenate(parts).mean()) if sum(map(len, parts)) else float('nan')
     result.update(box_iou=mean(ious), landmark_nme=mean(nmes))
+    if const_ious:
+      result.update(baseline_box_iou=mean(const_ious), baseline_landmark_nme=mean(const_nmes))
   return result, list(zip(names, labels.tolist(), predictions.tolist(), probs))
+
+
+def summary(result):
+  """One line: UAR and WAR, and box IoU and landmark NME beside the constant baseline's when there are any."""
+  line = f'UAR {100 * result["uar"]:.2f}  WAR {100 * result["war"]:.2f}'
+  for k, name in (('box_iou', 'box IoU'), ('landmark_nme', 'landmark NME')):
+    if k in result:
+      line += f'  {name} {result[k]:.3f}'
+      if f'baseline_{k}' in result:
+        line += f' (constant {result[f"baseline_{k}"]:.3f})'
+  return line
 
 
 def write_reports(out_dir, result, rows, class_names):

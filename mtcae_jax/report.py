@@ -82,6 +82,12 @@ def run_report(workdir, out):
   return records, metrics
 
 
+def _with_baseline(m, key):
+  """'0.7012 (constant 0.5980)': a box or landmark metric beside the constant predictor's, when recorded."""
+  cell = f'{m.get(key, float("nan")):.4f}'
+  return cell + (f' (constant {m[f"baseline_{key}"]:.4f})' if f'baseline_{key}' in m else '')
+
+
 def fold_table(folds, mean=True):
   """Markdown: one row per fold (name, metrics or None, last logged step), mean ± std over the finished ones."""
   lines = ['| fold | UAR (%) | WAR (%) | box IoU | landmark NME | test clips | steps |', '|---' * 7 + '|']
@@ -91,8 +97,8 @@ def fold_table(folds, mean=True):
       lines.append(f'| {name} | - | - | - | - | - | {step} (not finished) |')
       continue
     done.append(m)
-    cells = [_percent(m['uar']), _percent(m['war']), f'{m.get("box_iou", float("nan")):.4f}',
-             f'{m.get("landmark_nme", float("nan")):.4f}', str(m['num_clips']), str(step)]
+    cells = [_percent(m['uar']), _percent(m['war']), _with_baseline(m, 'box_iou'), _with_baseline(m, 'landmark_nme'),
+             str(m['num_clips']), str(step)]
     lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
   if done and mean:
     stat = lambda k, f: f(np.array([m[k] for m in done], np.float64))

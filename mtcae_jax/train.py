@@ -22,7 +22,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from mtcae_jax import checkpointing, evaluate, losses, models, optim, sharding
-from mtcae_jax.data import augment, pipeline
+from mtcae_jax.data import augment, pipeline, target_stats
 
 # Config fields that may change between a run and its resumption; any other change is refused.
 RESUMABLE_CHANGES = ('data_dir', 'mesh_shape', 'distributed', 'log_every_steps', 'eval_batch_size',
@@ -31,6 +31,24 @@ RESUMABLE_CHANGES = ('data_dir', 'mesh_shape', 'distributed', 'log_every_steps',
 
 class TrainingError(RuntimeError):
   """A run that cannot go on; the message says why in one line."""
+
+
+REGRESSION_INITS = ('target_mean', 'plain')
+
+
+def training_target_stats(config):
+  """The training split's mean box and landmarks: the heads' start, the regression losses' scale and the
+  evaluations' constant baseline. None for `stl`, which has no box or landmark task."""
+  if config.model.head.regression_init not in REGRESSION_INITS:
+    raise TrainingError(f'model.head.regression_init must be one of {REGRESSION_INITS}, '
+                        f'got {config.model.head.regression_init!r}')
+  if config.model.strategy == 'stl':
+    return None
+  split = pipeline.train_split(config.fold)
+  try:
+    return target_stats.compute(config.dataset, split, config.data_dir or None)
+  except ValueError as e:
+    raise TrainingError(f'{config.dataset} {split}: {e}') from None
 
 
 def trainable(config):
@@ -66,12 +84,19 @@ def train_state_maker(config, total_steps):
   return make
 
 
-def make_train_step(config, graphdef, state_sharding, mesh):
+def loss_settings(config, stats):
+  """(task weights, regression scales or None) for `losses.multitask_loss`; `stats`: data/target_stats.py."""
+  weights = {t: config.loss[t] for t in ('boxes', 'landmarks', 'expression')}
+  return weights, (losses.regression_scales(stats) if config.loss.normalize_regression and stats else None)
+
+
+def make_train_step(config, graphdef, state_sharding, mesh, stats=None):
   """The jitted step (state, batch) -> (state, metrics): forward, backward and optimizer update on the mesh.
 
   The state is donated (updated in place); `batch` holds `pipeline.DEVICE_KEYS` split over the batch axes.
+  `stats` (the training split's target statistics) normalise the regression losses if the config says so.
   """
-  wrt, loss_weights = trainable(config), dict(config.loss)
+  wrt, (loss_weights, scales) = trainable(config), loss_settings(config, stats)
   batch_sharding = {k: sharding.batch_sharding(mesh) for k in pipeline.DEVICE_KEYS}
 
   def train_step(state, batch):
@@ -79,7 +104,8 @@ def make_train_step(config, graphdef, state_sharding, mesh):
     key = jax.random.fold_in(jax.random.key(config.seed), opt.step[...])
 
     def loss_fn(model):
-      return losses.multitask_loss(model(batch['video'], key=key), batch, loss_weights, config.label_smoothing)
+      return losses.multitask_loss(model(batch['video'], key=key), batch, loss_weights, config.label_smoothing,
+                                   scales)
 
     (loss, parts), grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
     opt.update(model, grads)
@@ -138,24 +164,30 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
       raise TrainingError(f'{workdir} holds a run with another config (differs in {", ".join(changed)}); '
                           'use a new --workdir or the same config')
     state, _ = ckpt.restore(start_step, abstract_state, state_sharding)
+    stats = record['target_stats'] if 'target_stats' in record else training_target_stats(config)
     print(f'Resuming from step {start_step} of {total_steps} ({workdir / "checkpoints"}).')
-  elif config.init_from:
-    from mtcae_jax import convert  # pylint: disable=g-import-not-at-top
+  else:
+    stats = training_target_stats(config)
     model, opt = nnx.merge(graphdef, state)
-    print(f'Encoder from {config.init_from}: loaded {", ".join(convert.maybe_init_from(model, config))}.')
+    if config.init_from:
+      from mtcae_jax import convert  # pylint: disable=g-import-not-at-top
+      print(f'Encoder from {config.init_from}: loaded {", ".join(convert.maybe_init_from(model, config))}.')
+    if stats and config.model.head.regression_init == 'target_mean':
+      model.start_regression_at(stats)
     state = jax.device_put(nnx.state((model, opt)), state_sharding)
+  if is_main and stats:
+    target_stats.save(stats, workdir)
 
   # ---------------- Steps ----------------
-  loss_weights = dict(config.loss)
-  train_step = make_train_step(config, graphdef, state_sharding, mesh)
-  eval_step = jax.jit(evaluate.make_eval_step(graphdef, loss_weights))
+  train_step = make_train_step(config, graphdef, state_sharding, mesh, stats)
+  eval_step = jax.jit(evaluate.make_eval_step(graphdef, *loss_settings(config, stats)))
   num_eval_batches = pipeline.num_eval_batches(len(test_source), config.eval_batch_size)
 
   def run_eval(step):
     batches = pipeline.eval_batches(test_source, config, config.eval_batch_size, mesh=mesh,
                                     num_views=config.eval_views)
     with tqdm(total=num_eval_batches, desc=f'eval fold{config.fold}', leave=False, disable=not is_main) as bar:
-      result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes, progress=bar)
+      result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes, baseline=stats, progress=bar)
     log.write(step, 'eval', {k: v for k, v in result.items() if np.isscalar(v)})
     return result, rows
 
@@ -201,7 +233,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
       if step % eval_every == 0 or last:
         result, rows = run_eval(step)
       if step % checkpoint_every == 0 or last or preempted:
-        ckpt.save(step, state, {'config': config_json, 'step': step},
+        ckpt.save(step, state, {'config': config_json, 'step': step, 'target_stats': stats},
                   metrics={'uar': result['uar']} if result else None, force=True)
       if preempted and not last:
         print(f'Stopped at step {step} ({"SIGTERM" if stop["signal"] else "stop_after"}) with a checkpoint; '
@@ -216,7 +248,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
       result, rows = run_eval(step)
     if is_main:
       evaluate.write_reports(workdir, result, rows, names)
-      print(f'fold{config.fold} after {step} steps: UAR {100 * result["uar"]:.2f}  WAR {100 * result["war"]:.2f}'
+      print(f'fold{config.fold} after {step} steps: {evaluate.summary(result)}'
             f'  ({result["num_clips"]} test clips; {workdir / "predictions.csv"})')
   log.close()
   ckpt.close()
@@ -233,12 +265,14 @@ def evaluate_checkpoint(config, workdir, step=None, split=None):
   if not step:
     raise TrainingError(f'no checkpoint in {workdir / "checkpoints"}')
   graphdef, state, state_sharding = restore_train_state(config, ckpt, step, mesh)
-  eval_step = jax.jit(evaluate.make_eval_step(graphdef, dict(config.loss)))
+  record = ckpt.record(step)
+  stats = record['target_stats'] if 'target_stats' in record else training_target_stats(config)
+  eval_step = jax.jit(evaluate.make_eval_step(graphdef, *loss_settings(config, stats)))
   batches = pipeline.eval_batches(test_source, config, config.eval_batch_size, mesh=mesh,
                                   num_views=config.eval_views)
-  result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes)
+  result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes, baseline=stats)
   evaluate.write_reports(workdir / f'eval_step{step}' / (split or f'fold{config.fold}'), result, rows,
                          class_names(test_source, config.num_classes))
-  print(f'step {step}: UAR {100 * result["uar"]:.2f}  WAR {100 * result["war"]:.2f}')
+  print(f'step {step}, {split or f"fold{config.fold}"}: {evaluate.summary(result)}')
   ckpt.close()
   return result

@@ -73,6 +73,12 @@ class MTCAE(nnx.Module):
         for t in tasks})
     self.tasks = tasks
 
+  def start_regression_at(self, stats):
+    """Starts the box and landmark heads at the mean targets `stats` (see data/target_stats.py)."""
+    for t in ('boxes', 'landmarks'):
+      if t in self.tasks:
+        self.heads[t].start_at(stats[t])
+
   def __call__(self, video, *, key=None):
     keys = iter(jax.random.split(key, 9)) if key is not None else itertools.repeat(None)
     f = self.encoder(video, key=next(keys))
