@@ -87,3 +87,13 @@ def demo_data_dir(tmp_path_factory):
     if previous is not None:
       labels._shared[labels.MIN_FACE_SIZE] = previous  # pylint: disable=protected-access
   return str(data_dir)
+
+
+@pytest.fixture(scope='session')
+def mtcnn_demo_data_dir(tmp_path_factory):
+  """The bundled demo clips as the `ravdess_dfer` dataset with real MTCNN labels (in-process, about 15 s)."""
+  data_dir = tmp_path_factory.mktemp('tfds_mtcnn')
+  builder = prepare.make_builder(demo_data.DATASET, str(data_dir), workers=0)
+  with importlib.resources.as_file(demo_data.RAW) as raw:
+    prepare.prepare(builder, str(raw))
+  return str(data_dir)

@@ -42,6 +42,11 @@ def test_multitask_loss_weights_and_stl():
   assert float(total) == pytest.approx(0.5 + 2.0 + 1.5 * math.log(4))
   total, parts = losses.multitask_loss({'logits': outputs['logits']}, batch, weights)  # stl
   assert set(parts) == {'expression'} and float(total) == pytest.approx(1.5 * math.log(4))
+  # Normalised: each MSE over the training targets' variance (floored), so 1 is the constant predictor's loss.
+  scales = losses.regression_scales({'boxes_variance': 0.25, 'landmarks_variance': 1e-9})
+  assert scales == {'boxes': 0.25, 'landmarks': losses.MIN_VARIANCE}
+  _, parts = losses.multitask_loss(outputs, batch, weights, scales=scales)
+  assert float(parts['boxes']) == pytest.approx(4.0) and float(parts['landmarks']) == pytest.approx(4e4)
 
 
 def test_uar_war_from_a_hand_made_confusion_matrix():
