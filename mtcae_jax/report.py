@@ -4,7 +4,8 @@ r"""Plots and tables of a finished (or running) training or cross-validation wor
     python -m mtcae_jax.report runs/mead_cv       # the same per fold, the table of folds, the summed confusion
 
 From the workdir's files only (log.jsonl, metrics.json, cv_report.json): no TensorFlow, no model. Curves: the
-loss of each task, training and evaluation, and UAR/WAR at each evaluation. A fold still training shows its curves
+loss of each task, training and evaluation, box IoU and landmark NME beside the constant baseline's, and UAR/WAR
+at each evaluation. A fold still training shows its curves
 so far and is left out of the table's mean.
 """
 
@@ -35,7 +36,9 @@ def plot_curves(records, path, title=''):
   """Loss per task (train and eval) and UAR/WAR per evaluation, from log.jsonl records, as one PNG."""
   plt = _pyplot()
   tasks = [k for k in TASKS if any(k in r for r in records)]
-  fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(3.2 * (len(tasks) + 1), 3.0), squeeze=False)
+  faces = any('box_iou' in r for r in records)
+  panels = len(tasks) + 1 + faces
+  fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.0), squeeze=False)
   for ax, key in zip(axes[0], tasks):
     for split, style in (('train', '-'), ('eval', 'o-')):
       pts = [(r['step'], r[key]) for r in records if r['split'] == split and key in r]
@@ -43,6 +46,8 @@ def plot_curves(records, path, title=''):
         ax.plot(*zip(*pts), style, label=split, markersize=3)
     ax.set_title(key.replace('loss_', 'loss: ') if key != 'loss' else 'loss (weighted sum)')
     ax.set_xlabel('step')
+  if faces:
+    _plot_faces(axes[0, -2], records)
   ax = axes[0, -1]
   for key in ('uar', 'war'):
     pts = [(r['step'], 100 * r[key]) for r in records if r['split'] == 'eval' and key in r]
@@ -59,6 +64,20 @@ def plot_curves(records, path, title=''):
   fig.tight_layout()
   fig.savefig(path, dpi=80)
   plt.close(fig)
+
+
+def _plot_faces(ax, records):
+  """Box IoU and landmark NME per evaluation, each beside its constant baseline (dashed, same colour)."""
+  for key, label in (('box_iou', 'box IoU'), ('landmark_nme', 'landmark NME')):
+    pts = [(r['step'], r[key], r.get(f'baseline_{key}')) for r in records if r['split'] == 'eval' and key in r]
+    if not pts:
+      continue
+    steps, values, baselines = zip(*pts)
+    line, = ax.plot(steps, values, 'o-', label=label, markersize=3)
+    if None not in baselines:
+      ax.plot(steps, baselines, '--', color=line.get_color(), label=f'{label}, constant')
+  ax.set_title('faces (evaluation)')
+  ax.set_xlabel('step')
 
 
 def _metrics(workdir):

@@ -82,3 +82,18 @@ def test_not_a_workdir_is_one_line_and_status_2(tmp_path, capsys, make):
   assert report.main([str(path)]) == 2
   err = capsys.readouterr().err
   assert err.startswith('error: ') and err.count('\n') == 1
+
+
+def test_faces_beside_the_constant_baseline(tmp_path):
+  run = tmp_path / 'run'
+  write_run(run, 0.5, 0.6, [[2, 0, 0], [1, 1, 0], [0, 1, 0]])
+  metrics = json.loads((run / 'metrics.json').read_text())
+  metrics.update(baseline_box_iou=0.25, baseline_landmark_nme=1.5)
+  (run / 'metrics.json').write_text(json.dumps(metrics))
+  with (run / 'log.jsonl').open('a') as f:
+    f.write(json.dumps({'step': 4, 'split': 'eval', 'box_iou': 0.5, 'baseline_box_iou': 0.25, 'landmark_nme': 0.1,
+                        'baseline_landmark_nme': 1.5, 'uar': 0.5, 'war': 0.6}) + '\n')
+  md = report.report(run)
+  assert '| test fold | 50.00 | 60.00 | 0.5000 (constant 0.2500) | 0.1000 (constant 1.5000) | 5 | 4 |' in md
+  curves = png(run / 'report' / 'curves.png')
+  assert curves.shape[1] > 4.5 * curves.shape[0]  # six panels: four losses, faces, UAR/WAR
