@@ -29,6 +29,11 @@ RESUMABLE_CHANGES = ('data_dir', 'mesh_shape', 'distributed', 'log_every_steps',
                      'keep_checkpoints')
 
 
+# Fields added since runs were first saved, with the value a run saved without them had: such a run resumes with
+# these given on the command line.
+SAVED_BEFORE = {'model.head.regression_init': 'plain', 'loss.normalize_regression': False}
+
+
 class TrainingError(RuntimeError):
   """A run that cannot go on; the message says why in one line."""
 
@@ -65,7 +70,7 @@ def config_changes(saved, current):
     for k, v in d.items():
       out.update(flat(v, f'{prefix}{k}.') if isinstance(v, dict) else {f'{prefix}{k}': v})
     return out
-  a, b = flat(saved), flat(current)
+  a, b = {**SAVED_BEFORE, **flat(saved)}, flat(current)
   return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
 
 

@@ -154,3 +154,12 @@ def test_command_line_trains_evaluates_and_stops_cleanly_on_sigterm(demo_data_di
                                       f'--config.data_dir={tmp_path / "nothing"}',
                                       '--config.num_steps=2'], capture_output=True, text=True)
   assert bad.returncode == 2 and bad.stderr.strip().startswith('error: ') and bad.stderr.count('\n') == 1
+
+
+def test_a_run_saved_before_the_regression_switches_resumes_with_them_given():
+  current = json.loads(small_config('d').to_json())
+  saved = json.loads(small_config('d').to_json())
+  del saved['model']['head']['regression_init'], saved['loss']['normalize_regression']
+  assert train.config_changes(saved, current) == ['loss.normalize_regression', 'model.head.regression_init']
+  current['model']['head']['regression_init'], current['loss']['normalize_regression'] = 'plain', False
+  assert train.config_changes(saved, current) == []
