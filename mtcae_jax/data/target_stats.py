@@ -37,8 +37,3 @@ def compute(dataset, split, data_dir):
 
 def save(stats, workdir):
   (workdir / FILENAME).write_text(json.dumps(stats, indent=1))
-
-
-def load(workdir):
-  path = workdir / FILENAME
-  return json.loads(path.read_text()) if path.exists() else None
