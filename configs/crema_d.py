@@ -1,13 +1,8 @@
-"""MTCAE-DFER on CREMA-D: 6 classes (paper Sec. IV-A, Tables I and III).
+r"""MTCAE-DFER on CREMA-D: 6 classes (paper Sec. IV-A, Tables I and III).
 
-    python -m mtcae_jax.summary --config=configs/crema_d.py
+    python -m mtcae_jax.measure.summary --config=configs/crema_d.py
+
+The config itself is `mtcae_jax/configs/crema_d.py`, inside the package, so this file works from any directory.
 """
 
-from configs import default
-
-
-def get_config(arg=None):
-  c = default.get_config(arg)
-  c.dataset = 'crema_d_dfer'
-  c.num_classes = 6
-  return c
+from mtcae_jax.configs.crema_d import get_config  # pylint: disable=unused-import

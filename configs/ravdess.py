@@ -1,13 +1,8 @@
-"""MTCAE-DFER on RAVDESS: 7 classes, calm merged into neutral (paper Sec. IV-A, Tables I and II).
+r"""MTCAE-DFER on RAVDESS: 7 classes, calm merged into neutral (paper Sec. IV-A, Tables I and II).
 
-    python -m mtcae_jax.summary --config=configs/ravdess.py
+    python -m mtcae_jax.measure.summary --config=configs/ravdess.py
+
+The config itself is `mtcae_jax/configs/ravdess.py`, inside the package, so this file works from any directory.
 """
 
-from configs import default
-
-
-def get_config(arg=None):
-  c = default.get_config(arg)
-  c.dataset = 'ravdess_dfer'
-  c.num_classes = 7
-  return c
+from mtcae_jax.configs.ravdess import get_config  # pylint: disable=unused-import

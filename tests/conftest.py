@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs import default
 from mtcae_jax import models
-from mtcae_jax.data import demo_data, labels, prepare
+from mtcae_jax.configs import default, demo
+from mtcae_jax.data import demo_data, faces, prepare
 
 jax.config.update('jax_default_matmul_precision', 'highest')  # parity checks must not use TF32 on a GPU
 # Many tests compile the same programs (a training run and its resumption, the folds of a cross-validation).
@@ -44,6 +44,18 @@ def tiny_config(strategy='cascaded', **model):
   c.num_frames, c.image_size = 4, 32
   c.model.decoder.update(depth=2, width=16, num_heads=3, head_dim=8, mlp_dim=24)
   c.model.update(model)
+  return c
+
+
+# The demo config at 4 frames of 32 px on data already built in `data_dir`: a training run in seconds.
+def small_config(data_dir, **overrides):
+  c = demo.get_config()
+  c.prepare_demo_data = False
+  c.data_dir = data_dir
+  c.num_frames, c.image_size = 4, 32
+  c.batch_size = c.eval_batch_size = 4
+  c.num_steps, c.eval_every_steps, c.log_every_steps = 4, 2, 1
+  c.update(overrides)
   return c
 
 
@@ -68,7 +80,7 @@ def fixed_faces(frames):
   """A stand-in for MTCNN in tests that need a dataset, not labels: the same face in every frame but the last."""
   n = len(frames)
   points = np.array([[0.35, 0.4], [0.65, 0.4], [0.5, 0.55], [0.4, 0.7], [0.6, 0.7]], np.float32)
-  return labels.FaceLabels(boxes=np.tile(np.float32([0.2, 0.2, 0.8, 0.9]), (n, 1)),
+  return faces.FaceLabels(boxes=np.tile(np.float32([0.2, 0.2, 0.8, 0.9]), (n, 1)),
                            landmarks=np.tile(points, (n, 1, 1)), face_mask=np.arange(n) < n - 1)
 
 
@@ -76,16 +88,16 @@ def fixed_faces(frames):
 def demo_data_dir(tmp_path_factory):
   """The bundled demo clips prepared as the `ravdess_dfer` TFDS dataset (in-process, fixed face labels)."""
   data_dir = tmp_path_factory.mktemp('tfds')
-  previous = labels._shared.get(labels.MIN_FACE_SIZE)  # pylint: disable=protected-access
-  labels._shared[labels.MIN_FACE_SIZE] = fixed_faces  # pylint: disable=protected-access
+  previous = faces._shared.get(faces.MIN_FACE_SIZE)  # pylint: disable=protected-access
+  faces._shared[faces.MIN_FACE_SIZE] = fixed_faces  # pylint: disable=protected-access
   try:
     builder = prepare.make_builder(demo_data.DATASET, str(data_dir), workers=0)
     with importlib.resources.as_file(demo_data.RAW) as raw:
       prepare.prepare(builder, str(raw))
   finally:
-    labels._shared.pop(labels.MIN_FACE_SIZE)  # pylint: disable=protected-access
+    faces._shared.pop(faces.MIN_FACE_SIZE)  # pylint: disable=protected-access
     if previous is not None:
-      labels._shared[labels.MIN_FACE_SIZE] = previous  # pylint: disable=protected-access
+      faces._shared[faces.MIN_FACE_SIZE] = previous  # pylint: disable=protected-access
   return str(data_dir)
 
 

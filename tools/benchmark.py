@@ -5,12 +5,12 @@ r"""Train-step and inference speed of a config's model on whatever device JAX ha
 
 One process, one run: the training run's own step (forward, backward, AdamW; state donated) on synthetic batches,
 its compile time and the median step time, inference clips/s, memory, analytic FLOPs per clip (as
-`mtcae_jax.summary` counts them) -> TFLOP/s and MFU against the device's peak (on CPUs a big matmul of the
+`mtcae_jax.measure.summary` counts them) -> TFLOP/s and MFU against the device's peak (on CPUs a big matmul of the
 compute dtype measured in the same run), and with `--compare=torch` the same encoder in PyTorch. When the
 config's strategy is not `stl`, the encoder-only (`stl`) step is timed as well; `--profile=DIR` also writes a
 trace of three steps and prints the device time per kernel. Figures: docs/BENCHMARKS.md.
 
-    python tools/benchmark.py --predict=runs/demo [--videos=mtcae_jax/data/demo/ravdess] --json=predict.json
+    python tools/benchmark.py --predict=runs/demo [--videos=mtcae_jax/data/demo/ravdess] --json=videos.json
 
 instead measures batch prediction as `python -m mtcae_jax.predict` runs it (decoding included): clips/s, the
 median of `--steps` passes over the videos after a warm-up pass. Figures: docs/PREDICT.md.
@@ -25,10 +25,11 @@ from ml_collections import config_flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from mtcae_jax import bench, configlib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mtcae_jax.measure import speed
+from mtcae_jax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mtcae_jax.data import demo_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-# Flags of their own: mtcae_jax.summary (which counts the FLOPs) defines --config and --batch on absl's global
+# Flags of their own: mtcae_jax.measure.summary (which counts the FLOPs) defines --config and --batch on absl's global
 # flags at import, with another meaning for --batch.
 FLAGS = flags.FlagValues()
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/default.py:variant=S/16.',
@@ -59,7 +60,7 @@ def parse_flags(argv):
   if {'-h', '--help', '--helpfull'} & set(argv[1:]):
     print(__doc__ + '\n' + FLAGS.main_module_help())
     sys.exit(0)
-  rest = configlib.parse_flags(argv, FLAGS)
+  rest = cli.parse_flags(argv, FLAGS)
   if (FLAGS.config is None) == (FLAGS.predict is None):
     print('error: give --config (train step and inference) or --predict (batch prediction), not both',
           file=sys.stderr)
@@ -74,17 +75,17 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
   if FLAGS.predict:
-    from mtcae_jax import predict  # pylint: disable=g-import-not-at-top
+    from mtcae_jax.predict import inference  # pylint: disable=g-import-not-at-top
     logging.set_verbosity(logging.ERROR)  # orbax warns about metadata files of older checkpoints, every time
     try:
-      result = {'predict': bench.predict_throughput(FLAGS.predict, FLAGS.videos, FLAGS.steps, FLAGS.predict_batch,
+      result = {'predict': speed.predict_throughput(FLAGS.predict, FLAGS.videos, FLAGS.steps, FLAGS.predict_batch,
                                                     FLAGS.workers)}
-    except (predict.PredictError, OSError) as e:
+    except (inference.PredictError, OSError) as e:
       print(f'error: {e}', file=sys.stderr)
       sys.exit(2)
   else:
     try:
-      result = bench.run(config, FLAGS.batch or config.batch_size, FLAGS.steps,
+      result = speed.run(config, FLAGS.batch or config.batch_size, FLAGS.steps,
                          compare_torch=FLAGS.compare == 'torch', encoder_only=FLAGS.encoder_only,
                          matmul_size=FLAGS.matmul_size, profile=FLAGS.profile)
     except ValueError as e:  # a config the model rejects, e.g. an unknown variant

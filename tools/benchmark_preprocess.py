@@ -19,8 +19,8 @@ import cv2
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))  # run from a checkout without installing
 
-from mtcae_jax.data import example  # pylint: disable=g-import-not-at-top
-from mtcae_jax.data import labels  # pylint: disable=g-import-not-at-top
+from mtcae_jax.data import stored_example  # pylint: disable=g-import-not-at-top
+from mtcae_jax.data import faces  # pylint: disable=g-import-not-at-top
 from mtcae_jax.data import pool as pool_lib  # pylint: disable=g-import-not-at-top
 
 DEMO = os.path.join(os.path.dirname(__file__), '..', 'mtcae_jax', 'data', 'demo', 'ravdess')
@@ -50,9 +50,9 @@ def _busy_cpu_seconds():
 
 
 def _timed(path, min_face_size):
-  """example.process in a worker, with the CPU seconds it took there."""
+  """stored_example.process in a worker, with the CPU seconds it took there."""
   start = time.process_time()
-  result = example.process(path, min_face_size)
+  result = stored_example.process(path, min_face_size)
   return result, time.process_time() - start
 
 
@@ -61,14 +61,14 @@ def main(argv=None):
   p.add_argument('--src', default=DEMO)
   p.add_argument('--workers', type=int, default=2)
   p.add_argument('--clips', type=int, default=48)
-  p.add_argument('--min_face_size', type=int, default=labels.MIN_FACE_SIZE, help='as in mtcae_jax.data.prepare')
+  p.add_argument('--min_face_size', type=int, default=faces.MIN_FACE_SIZE, help='as in mtcae_jax.data.prepare')
   p.add_argument('--width', type=int, default=640)
   p.add_argument('--height', type=int, default=360)
   args = p.parse_args(argv)
   if args.clips < 1 or args.workers < 0:
     p.error('--clips must be at least 1 and --workers at least 0')
   try:
-    labels.check_min_face_size(args.min_face_size)
+    faces.check_min_face_size(args.min_face_size)
   except ValueError as e:
     p.error(f'--{e}')
   sources = _clips(args.src, args.width, args.height)
@@ -76,7 +76,7 @@ def main(argv=None):
     p.exit(2, f'error: no {args.width}x{args.height} clips under {args.src}\n')
   paths = [sources[i % len(sources)][0] for i in range(args.clips)]
   mean_frames = sum(sources[i % len(sources)][1] for i in range(args.clips)) / args.clips
-  init = functools.partial(example.init_worker, args.min_face_size)
+  init = functools.partial(stored_example.init_worker, args.min_face_size)
   timed = functools.partial(_timed, min_face_size=args.min_face_size)
   with pool_lib.ClipPool(args.workers, initializer=init) as pool:
     crash = lambda _: ((None, pool_lib.CRASH), 0.0)

@@ -11,7 +11,7 @@ Errors are one line on stderr, exit code 2. Nothing in the file is executed: PyT
 import argparse
 import sys
 
-from mtcae_jax import convert
+from mtcae_jax.pretrained import convert
 
 
 def _region_size(text):

@@ -11,12 +11,12 @@ import dataclasses
 import cv2
 import numpy as np
 
-from mtcae_jax.data import labels
+from mtcae_jax.data import faces
 
 FULL = (0.0, 0.0, 1.0, 1.0)
-# Mirroring turns the image-left eye into the image-right one: swap left/right points (labels.POINTS order).
-FLIP_ORDER = tuple(labels.POINTS.index(p.replace('left', '@').replace('right', 'left').replace('@', 'right'))
-                   for p in labels.POINTS)
+# Mirroring turns the image-left eye into the image-right one: swap left/right points (faces.POINTS order).
+FLIP_ORDER = tuple(faces.POINTS.index(p.replace('left', '@').replace('right', 'left').replace('@', 'right'))
+                   for p in faces.POINTS)
 
 
 @dataclasses.dataclass(frozen=True)

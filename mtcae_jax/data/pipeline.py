@@ -20,9 +20,8 @@ import jax
 import numpy as np
 
 from mtcae_jax import sharding
+from mtcae_jax.data import folds, silent_tensorflow
 from mtcae_jax.data import augment as augment_lib
-from mtcae_jax.data import folds
-from mtcae_jax.data import quiet_tf
 
 BATCH_AXES = sharding.BATCH_AXES
 DEVICE_KEYS = ('video', 'boxes', 'landmarks', 'face_mask', 'label', 'mask')
@@ -33,7 +32,7 @@ def data_source(name, split, data_dir, **kwargs):
   """Random access to a prepared split (no TensorFlow ops), e.g. split='fold1+fold2+fold3+fold4'.
 
   `kwargs` go to `tfds.data_source` (e.g. `deserialize_method`)."""
-  quiet_tf.import_tf()  # hides GPUs and TPUs from TensorFlow before TFDS can run anything with it
+  silent_tensorflow.import_tf()  # hides GPUs and TPUs from TensorFlow before TFDS can run anything with it
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from mtcae_jax.data import datasets  # pylint: disable=g-import-not-at-top  # registers the builders
   if name.split('/')[0].split(':')[0] not in datasets.BUILDERS:

@@ -11,8 +11,7 @@ import argparse
 import os
 import sys
 
-from mtcae_jax.data import labels
-from mtcae_jax.data import quiet_tf
+from mtcae_jax.data import faces, silent_tensorflow
 
 SHOW_SKIPPED = 20
 
@@ -34,16 +33,16 @@ def _parse(argv):
   p.add_argument('--data_dir', required=True, help='where TFDS writes the prepared dataset')
   p.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='worker processes (0: in-process)')
   p.add_argument('--drop_faceless', action='store_true', help='leave out clips with no face in any frame')
-  p.add_argument('--min_face_size', type=int, default=labels.MIN_FACE_SIZE,
+  p.add_argument('--min_face_size', type=int, default=faces.MIN_FACE_SIZE,
                  help='smallest face MTCNN searches for, in pixels of the 224x224 frame (mtcnn itself: 20)')
   p.add_argument('--overwrite', action='store_true', help='rebuild if the prepared dataset already exists')
   return p, p.parse_args(argv)
 
 
-def make_builder(dataset, data_dir, workers=None, drop_faceless=False, min_face_size=labels.MIN_FACE_SIZE):
+def make_builder(dataset, data_dir, workers=None, drop_faceless=False, min_face_size=faces.MIN_FACE_SIZE):
   """The builder for 'name' or 'name/config'; raises UsageError for an unknown name or config."""
-  quiet_tf.import_tf()  # TensorFlow quiet and off the accelerators before TFDS imports it
-  from mtcae_jax.data import datasets  # pylint: disable=g-import-not-at-top  # imports TFDS: after quiet_tf
+  silent_tensorflow.import_tf()  # TensorFlow quiet and off the accelerators before TFDS imports it
+  from mtcae_jax.data import datasets  # pylint: disable=g-import-not-at-top  # imports TFDS: after silent_tensorflow
   name, _, config = dataset.partition('/')
   if name not in datasets.BUILDERS:
     raise UsageError(f'unknown --dataset={name}; one of {", ".join(datasets.BUILDERS)}')
@@ -53,7 +52,7 @@ def make_builder(dataset, data_dir, workers=None, drop_faceless=False, min_face_
     raise UsageError(f'{name} has no config {config!r}; one of {", ".join(configs) or "(none)"}')
   kwargs = dict(config=config) if config else {}
   try:
-    labels.check_min_face_size(min_face_size)
+    faces.check_min_face_size(min_face_size)
   except ValueError as e:
     raise UsageError(f'--{e}') from None
   return cls(data_dir=data_dir, workers=workers, drop_faceless=drop_faceless, min_face_size=min_face_size,
@@ -80,7 +79,7 @@ def main(argv=None):
     parser.error(f'--workers must be >= 0, got {args.workers}')
   if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
     parser.error(f'--data_dir={args.data_dir} exists and is not a directory')
-  quiet_tf.import_tf()
+  silent_tensorflow.import_tf()
   try:
     builder = make_builder(args.dataset, args.data_dir, args.workers, args.drop_faceless, args.min_face_size)
     meta = prepare(builder, args.manual_dir, args.overwrite)

@@ -3,13 +3,13 @@
 import jax.numpy as jnp
 from flax import nnx
 
-from mtcae_jax.models import attention, decoders, heads, lgi_former, mtcae, stack, vit
+from mtcae_jax.models import attention, decoders, heads, layer_stack, lgi_former, mtcae, vit
 
 
 def make_encoder(config, *, impl, dtype, rngs):
   """The encoder named by `config.model.encoder.name` ('vit' or 'lgi_former'), sized by its variant and the input."""
   enc, m = config.model.encoder, config.model
-  kw = dict(impl=impl, dtype=dtype, scan=stack.scan_layers(m.layer_loop), remat=m.remat, rngs=rngs)
+  kw = dict(impl=impl, dtype=dtype, scan=layer_stack.scan_layers(m.layer_loop), remat=m.remat, rngs=rngs)
   if enc.name == 'lgi_former':
     if enc.layer_scale_init:
       raise ValueError('LGI-Former has no layer scale: model.encoder.layer_scale_init must be 0')
@@ -39,7 +39,7 @@ def build_model(config, *, rngs=None):
   return mtcae.MTCAE(
       make_encoder(config, impl=impl, dtype=dtype, rngs=rngs), strategy=m.strategy, decoder_cfg=decoder_cfg,
       head_cfg=m.head, num_classes=config.num_classes, num_landmarks=m.num_landmarks,
-      encoder_norm=m.encoder.output_norm, impl=impl, dtype=dtype, scan=stack.scan_layers(m.layer_loop),
+      encoder_norm=m.encoder.output_norm, impl=impl, dtype=dtype, scan=layer_stack.scan_layers(m.layer_loop),
       remat=m.remat, rngs=rngs)
 
 

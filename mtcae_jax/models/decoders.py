@@ -15,7 +15,7 @@ import dataclasses
 import jax
 from flax import nnx
 
-from mtcae_jax.models import attention, layers, stack
+from mtcae_jax.models import attention, layer_stack, layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +72,8 @@ class _Decoder(nnx.Module):
   def _run(self, y, *args, key, scan, remat):
     if self.query_proj is not None:
       y = self.query_proj(y)
-    per_layer = {} if key is None else {'key': stack.layer_keys(key, self.cfg.depth)}
-    return stack.apply_stack(self.layers, y, *args, per_layer=per_layer, scan=scan, remat=remat)
+    per_layer = {} if key is None else {'key': layer_stack.layer_keys(key, self.cfg.depth)}
+    return layer_stack.apply_stack(self.layers, y, *args, per_layer=per_layer, scan=scan, remat=remat)
 
 
 class ViTDecoder(_Decoder):
@@ -85,7 +85,7 @@ class ViTDecoder(_Decoder):
     self.scan, self.remat = scan, remat
     self.kv_proj = layers.dense(kv_dim, cfg.width, ('embed', 'mlp'), use_bias=False, dtype=dtype, rngs=rngs)
     self.kv_norm = layers.layer_norm(cfg.width, eps=cfg.ln_eps, dtype=dtype, rngs=rngs)
-    self.layers = stack.make_stack(lambda r: DecoderLayer(cfg, impl=impl, dtype=dtype, rngs=r), cfg.depth, rngs)
+    self.layers = layer_stack.make_stack(lambda r: DecoderLayer(cfg, impl=impl, dtype=dtype, rngs=r), cfg.depth, rngs)
 
   def __call__(self, y, f, *, key=None):
     kv = self.kv_norm(self.kv_proj(f))
@@ -98,7 +98,7 @@ class MLPDecoder(_Decoder):
   def __init__(self, query_dim, cfg: DecoderConfig, *, dtype, scan=True, remat='none', rngs):
     self._init_query(query_dim, cfg, dtype, rngs)
     self.scan, self.remat = scan, remat
-    self.layers = stack.make_stack(lambda r: MLPLayer(cfg, dtype=dtype, rngs=r), cfg.depth, rngs)
+    self.layers = layer_stack.make_stack(lambda r: MLPLayer(cfg, dtype=dtype, rngs=r), cfg.depth, rngs)
 
   def __call__(self, y, f=None, *, key=None):
     del f

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtcae_jax.models import attention, layers, stack, vit
+from mtcae_jax.models import attention, layer_stack, layers, vit
 
 # width, depth, heads, MLP width. 'tiny' is for tests.
 VARIANTS = {
@@ -152,7 +152,7 @@ class LGIFormer(nnx.Module):
     self.patch_embed = vit.TubeletEmbed(cfg, dtype=dtype, rngs=rngs)
     self.lg_region_tokens = nnx.Param(layers.logical(nnx.initializers.truncated_normal(0.02), None, 'embed')(
         rngs.params(), (cfg.num_regions, cfg.width), jnp.float32))
-    self.blocks = stack.make_stack(lambda r: LGBlock(cfg, impl=impl, dtype=dtype, rngs=r), cfg.depth, rngs)
+    self.blocks = layer_stack.make_stack(lambda r: LGBlock(cfg, impl=impl, dtype=dtype, rngs=r), cfg.depth, rngs)
 
   def _to_regions(self, x):
     """(B, T'H'W', D) raster -> (B*R, S, D), regions and tokens within a region both in (t, h, w) order."""
@@ -180,8 +180,8 @@ class LGIFormer(nnx.Module):
     x = jnp.concatenate([region.reshape(-1, 1, cfg.width), self._to_regions(x)], axis=1)
     per_layer = {'rate': jnp.linspace(0.0, cfg.drop_path, cfg.depth)}
     if key is not None:
-      per_layer['key'] = stack.layer_keys(key, cfg.depth)
-    x = stack.apply_stack(self.blocks, x, per_layer=per_layer, scan=self.scan, remat=self.remat)
+      per_layer['key'] = layer_stack.layer_keys(key, cfg.depth)
+    x = layer_stack.apply_stack(self.blocks, x, per_layer=per_layer, scan=self.scan, remat=self.remat)
     return self._to_raster(x[:, 1:], b), x[:, 0].reshape(b, cfg.num_regions, cfg.width)
 
   def __call__(self, video, *, key=None):

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mtcae_jax.models import attention, layers, stack
+from mtcae_jax.models import attention, layer_stack, layers
 
 # width, depth, heads, MLP width. 'tiny' is for tests.
 VARIANTS = {
@@ -133,7 +133,7 @@ class VideoViT(nnx.Module):
   def __init__(self, cfg: ViTConfig, *, impl='einsum', dtype=jnp.float32, scan=True, remat='none', rngs):
     self.cfg, self.dtype, self.scan, self.remat = cfg, dtype, scan, remat
     self.patch_embed = TubeletEmbed(cfg, dtype=dtype, rngs=rngs)
-    self.blocks = stack.make_stack(lambda r: Block(cfg, impl=impl, dtype=dtype, rngs=r), cfg.depth, rngs)
+    self.blocks = layer_stack.make_stack(lambda r: Block(cfg, impl=impl, dtype=dtype, rngs=r), cfg.depth, rngs)
 
   def __call__(self, video, *, key=None):
     cfg = self.cfg
@@ -144,5 +144,5 @@ class VideoViT(nnx.Module):
     x = x + jnp.asarray(sinusoid_table(cfg.num_tokens, cfg.width), self.dtype)
     per_layer = {'rate': jnp.linspace(0.0, cfg.drop_path, cfg.depth)}
     if key is not None:
-      per_layer['key'] = stack.layer_keys(key, cfg.depth)
-    return stack.apply_stack(self.blocks, x, per_layer=per_layer, scan=self.scan, remat=self.remat)
+      per_layer['key'] = layer_stack.layer_keys(key, cfg.depth)
+    return layer_stack.apply_stack(self.blocks, x, per_layer=per_layer, scan=self.scan, remat=self.remat)

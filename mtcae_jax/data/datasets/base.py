@@ -14,12 +14,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
-from mtcae_jax.data import example
+from mtcae_jax.data import faces, stored_example
 from mtcae_jax.data import folds as folds_lib
-from mtcae_jax.data import labels
 from mtcae_jax.data import pool as pool_lib
 
-T, S = example.NUM_FRAMES, example.IMAGE_SIZE
+T, S = stored_example.NUM_FRAMES, stored_example.IMAGE_SIZE
 
 
 class BadName(ValueError):
@@ -46,7 +45,7 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   drop_faceless, leave out clips in which MTCNN finds no face in any frame (by default they are kept with an
   all-false `face_mask`; either way they are listed in the metadata); pool, a running pool_lib.ClipPool to use
   instead of starting one (several builds then share its workers' start-up); min_face_size, the smallest face
-  MTCNN searches for, in pixels of the 224x224 frame (labels.MIN_FACE_SIZE).
+  MTCNN searches for, in pixels of the 224x224 frame (faces.MIN_FACE_SIZE).
   """
 
   VERSION = tfds.core.Version('1.0.0')
@@ -55,11 +54,11 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   HOMEPAGE = ''
   CITATION = ''
 
-  def __init__(self, *, workers=None, drop_faceless=False, pool=None, min_face_size=labels.MIN_FACE_SIZE,
+  def __init__(self, *, workers=None, drop_faceless=False, pool=None, min_face_size=faces.MIN_FACE_SIZE,
                **kwargs):
     self._workers = workers
     self._drop_faceless = drop_faceless
-    self._min_face_size = labels.check_min_face_size(min_face_size)  # here, not once per clip in the workers
+    self._min_face_size = faces.check_min_face_size(min_face_size)  # here, not once per clip in the workers
     self._shared_pool = pool
     self._pool = None
     super().__init__(**kwargs)
@@ -100,7 +99,7 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       self._pool = self._shared_pool
       super()._download_and_prepare(dl_manager, download_config)
     else:
-      initializer = functools.partial(example.init_worker, self._min_face_size)
+      initializer = functools.partial(stored_example.init_worker, self._min_face_size)
       with pool_lib.ClipPool(self._workers, initializer=initializer) as self._pool:
         super()._download_and_prepare(dl_manager, download_config)
     self._pool = None
@@ -144,7 +143,7 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _generate_examples(self, manual_dir, clips, fold):
     paths = [os.fspath(manual_dir / relpath) for relpath, _ in clips]
     names = dict(zip(paths, clips))
-    work = functools.partial(example.process, min_face_size=self._min_face_size)
+    work = functools.partial(stored_example.process, min_face_size=self._min_face_size)
     results = self._pool.imap(work, paths, on_crash=lambda _: (None, pool_lib.CRASH),
                               desc=f'{self.name} fold{fold}')
     for path, (ex, reason) in results:

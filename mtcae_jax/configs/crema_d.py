@@ -1,0 +1,13 @@
+"""MTCAE-DFER on CREMA-D: 6 classes (paper Sec. IV-A, Tables I and III).
+
+    python -m mtcae_jax.measure.summary --config=configs/crema_d.py
+"""
+
+from mtcae_jax.configs import default
+
+
+def get_config(arg=None):
+  c = default.get_config(arg)
+  c.dataset = 'crema_d_dfer'
+  c.num_classes = 6
+  return c

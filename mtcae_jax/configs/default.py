@@ -1,0 +1,110 @@
+"""MTCAE-DFER with the paper's settings; the base of the per-dataset configs.
+
+    python -m mtcae_jax.measure.summary --config=configs/default.py
+    python -m mtcae_jax.measure.summary --config=configs/default.py:variant=B/16,preset=paper_code
+
+Config string keys (`--config=FILE:variant=B/16,preset=paper_code`, read by `parse_arg`): `variant` (encoder:
+tiny, S/16, B/16, L/16, H/16, or MAE-DFER's LGI/512), `strategy` (Table I: stl, nonshared_mlp, nonshared_vit,
+shared_mlp, shared_vit, cascaded) and `preset`: `paper` (the paper's text) or `paper_code` (the
+decoder of the authors' public code: 3 layers of width 256, encoder frozen).
+"""
+
+import ml_collections
+
+PRESETS = ('paper', 'paper_code')
+
+
+def parse_arg(arg, **defaults):
+  """'k=v,k2=v2' -> ConfigDict of `defaults` updated with those values, each cast to its default's type."""
+  out = ml_collections.ConfigDict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, sep, value = item.partition('=')
+    key = key.strip()
+    if not sep or key not in defaults:
+      raise ValueError(f'bad config argument {item!r}: expected key=value with key in {sorted(defaults)}')
+    default = defaults[key]
+    if isinstance(default, bool):
+      value = value.strip().lower() in ('1', 'true', 'yes')
+    out[key] = type(default)(value) if default is not None and not isinstance(default, bool) else value
+  return out
+
+
+def get_config(arg=None):
+  arg = parse_arg(arg, variant='L/16', strategy='cascaded', preset='paper')
+  if arg.preset not in PRESETS:
+    raise ValueError(f'preset must be one of {PRESETS}, got {arg.preset!r}')
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # A directory written by tools/convert_checkpoint.py: the encoder (and with `stl` its fc_norm and head) starts
+  # from those weights; see mtcae_jax.pretrained.convert.maybe_init_from.
+  c.init_from = ''
+  c.dataset = ''
+  c.num_classes = 7
+  c.num_frames = 16  # Sec. III-A: 16 x 224 x 224 x 3 clips
+  c.image_size = 160 if arg.variant.startswith('LGI') else 224  # MAE-DFER's LGI-Former is trained at 160 px
+  # Input normalisation of the MAE-DFER / VideoMAE encoder (ImageNet statistics).
+  c.input = ml_collections.ConfigDict(dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)))
+
+  c.model = ml_collections.ConfigDict()
+  c.model.strategy = arg.strategy
+  c.model.encoder = ml_collections.ConfigDict(dict(
+      # 'vit' (VideoMAE) or 'lgi_former' (MAE-DFER; variant LGI/512 at image_size=160).
+      name='lgi_former' if arg.variant.startswith('LGI') else 'vit', variant=arg.variant, tubelet_size=2,
+      layer_scale_init=0.0, drop_path=0.0, ln_eps=1e-6, output_norm=False, frozen=False,
+      # LGI-Former only: token-grid region size, and what the decoders attend to: 'local' (the local tokens in
+      # raster order), 'local+region' (those, then the region tokens) or 'region' (with `stl`: MAE-DFER's head).
+      region_size=(2, 5, 10), decoder_tokens='local'))
+  # Sec. IV-B: "5-layer, 3-head ViT Decoder"; Sec. III-C: feature dimension 512. The per-head width follows the
+  # authors' Keras code (key_dim = width); the MLP (2 x width, GELU on both layers) and dropout as in that code.
+  c.model.decoder = ml_collections.ConfigDict(dict(
+      depth=5, width=512, num_heads=3, head_dim=512, mlp_dim=1024, mlp_final_gelu=True, dropout=0.3,
+      attention_dropout=0.0, ln_eps=1e-6))
+  # regression_init: 'target_mean' starts the box and landmark heads at the training split's mean targets (zero
+  # kernel); 'plain' is the paper's FC with the usual initialisation (see docs/HEADS.md).
+  c.model.head = ml_collections.ConfigDict(dict(pool='mean', norm_first=True, dropout=0.1,
+                                                regression_init='target_mean'))
+  c.model.num_landmarks = 5
+  c.model.dtype = 'float32'  # compute dtype; parameters stay float32
+  c.model.attention_impl = 'auto'  # auto, blockwise, einsum, xla, cudnn
+  # 'scan' (one compiled layer: fast to compile), 'unroll' (on an H100 the L/16 step 11-19% shorter, 4-7x longer
+  # to compile) or 'auto': unrolled on GPUs, scanned elsewhere. Checkpoints are the same either way.
+  c.model.layer_loop = 'auto'
+  c.model.remat = 'none'  # none, full, dots, dots_no_batch
+
+  # Data: a TFDS dataset prepared with `python -m mtcae_jax.data.prepare`; fold k is the test fold.
+  c.data_dir = ''  # TFDS data_dir; empty: TFDS's default
+  c.fold = 0
+  c.augment = ml_collections.ConfigDict(dict(hflip=0.5, crop_prob=0.5, crop_scale=(0.7, 1.0),
+                                             crop_ratio=(3 / 4, 4 / 3), scale_jitter=0.1, brightness=0.2,
+                                             contrast=0.2, saturation=0.2))
+  c.eval_views = 2  # MAE-DFER averages the class scores of 2 temporal views per clip
+
+  # Training loop. The authors' code: batch 16, 100 epochs.
+  c.batch_size = 16
+  c.eval_batch_size = 16
+  c.num_epochs = 100
+  c.num_steps = 0  # if > 0, overrides num_epochs
+  c.log_every_steps = 20
+  c.eval_every_steps = 0  # 0: once per epoch
+  c.checkpoint_every_steps = 0  # 0: at every evaluation
+  c.keep_checkpoints = 2  # the latest ones; the best by validation UAR is kept as well
+  c.mesh_shape = (-1, 1, 1)  # devices along (data, fsdp, tensor); -1: the rest
+  c.distributed = False  # call jax.distributed.initialize() (multi-host TPU pods)
+  c.label_smoothing = 0.0
+
+  # Sec. IV-B: loss weights and AdamW.
+  # normalize_regression: the box and landmark MSEs are divided by the training split's target variance (the
+  # constant predictor's MSE), so the weights balance tasks of like scale; False: MSE in frame units, as in the
+  # authors' code (see mtcae_jax/train/losses.py, docs/HEADS.md).
+  c.loss = ml_collections.ConfigDict(dict(boxes=0.5, landmarks=0.5, expression=1.5, normalize_regression=True))
+  c.optimizer = ml_collections.ConfigDict(dict(
+      learning_rate=1e-3, weight_decay=1e-3, b1=0.9, b2=0.999, eps=1e-8,
+      schedule='warmup_cosine', warmup_steps=0, min_lr_ratio=0.0, grad_clip_norm=0.0, layer_decay=1.0,
+      accumulate_steps=1))
+
+  if arg.preset == 'paper_code':
+    c.model.decoder.update(depth=3, width=256, head_dim=256, mlp_dim=512)
+    c.model.encoder.update(output_norm=True, frozen=True)
+    c.model.head.norm_first = False  # mean over tokens, then LayerNorm
+    c.input.std = (0.225, 0.225, 0.225)
+  return c

@@ -1,0 +1,127 @@
+r"""Run a trained model on videos: expression probabilities, and per frame the face box and five landmarks.
+
+    python -m mtcae_jax.predict --checkpoint=runs/demo --video=clip.mp4 --output=clip.json \
+        --overlay=clip.gif --sheet=clip.png
+    python -m mtcae_jax.predict --checkpoint=runs/demo --video=videos/ --output=predictions.jsonl
+
+`--checkpoint` is a training workdir (its best checkpoint, else its latest; `--step` picks another) or a
+directory written by `mtcae_jax.pretrained.convert` (run as `stl`: expression only). Frames are sampled and resized as for
+training: 16 evenly spaced frames squashed to 224 px and JPEG-coded as the datasets store them, then the model's
+`num_frames` of those at its `image_size`. No face detector runs: the model's own heads give the face, mapped back
+to the source video's pixels (x right, y down, edges of the frame at 0 and width/height).
+
+A folder (searched recursively for video files), several `--video`s or `--videos_from=LIST` run as a batch and
+write JSON lines, one per video; a video that cannot be read gets a line with its `error` and the rest go on.
+Exit status: 0 when every video was predicted, 1 when some were (the failed ones are in the output and on
+stderr), 2 when none was or the command itself is wrong (bad flags, not a checkpoint): then one line `error: ...`.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+from mtcae_jax.predict.inference import expand, predict_many, predict_video
+from mtcae_jax.predict.trained_model import PredictError, load
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):
+    print(f'error: {message} (see --help)', file=sys.stderr)
+    sys.exit(2)
+
+
+def _parse(argv):
+  p = _Parser(prog='python -m mtcae_jax.predict', description=__doc__.split('\n\n')[0],
+              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--checkpoint', required=True, help='a training workdir or a converted checkpoint directory')
+  p.add_argument('--video', action='append', default=[], help='a video file or folder; repeat for a batch')
+  p.add_argument('--videos_from', '--videos-from', help='a text file listing videos, one a line')
+  p.add_argument('--output', help='JSON (one video) or JSON lines (a batch); default: stdout')
+  p.add_argument('--overlay', help='one video only: write the annotated frames as .mp4 or .gif')
+  p.add_argument('--sheet', help='one video only: write a contact sheet of the annotated frames (.png)')
+  p.add_argument('--step', type=int, help='the checkpoint step (default: the best, else the latest)')
+  p.add_argument('--class_names', '--class-names', help='comma-separated names (default: those of the run)')
+  p.add_argument('--batch_size', '--batch-size', type=int, default=8, help='clips per model call in a batch')
+  p.add_argument('--workers', type=int, default=0, help='decoding threads (0: up to 8, one per core)')
+  args = p.parse_args(argv)
+  if not args.video and not args.videos_from:
+    p.error('give --video=PATH (a file or folder) or --videos_from=LIST')
+  if args.batch_size < 1:
+    p.error(f'--batch_size must be >= 1, got {args.batch_size}')
+  for flag, suffixes in (('overlay', ('.mp4', '.gif')), ('sheet', ('.png', '.jpg'))):
+    value = getattr(args, flag)
+    if value and not value.lower().endswith(suffixes):
+      p.error(f'--{flag} must end in {" or ".join(suffixes)}, got {value}')
+  return args
+
+
+def _write(path, text):
+  if path is None:
+    sys.stdout.write(text)
+  else:
+    pathlib.Path(path).write_text(text)
+
+
+def main(argv=None):
+  args = _parse(sys.argv[1:] if argv is None else argv)
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.ERROR)  # orbax warns about metadata files of older checkpoints, every time
+  # FFmpeg prints its own diagnosis of a bad file ('moov atom not found') to stderr; ours is the one line.
+  os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
+  from mtcae_jax.data import video  # pylint: disable=g-import-not-at-top
+  try:
+    paths = expand(args.video, args.videos_from)
+    single = len(paths) == 1 and not os.path.isdir(args.video[0] if args.video else '') and not args.videos_from
+    if not single and (args.overlay or args.sheet):
+      raise PredictError('--overlay and --sheet are for one video; a batch writes JSON lines only')
+    if single and not os.path.isfile(paths[0]):  # before loading the model: a typo should fail fast
+      raise video.VideoError(f'{paths[0]}: no such file')
+    names = [c.strip() for c in args.class_names.split(',')] if args.class_names else None
+    try:
+      predictor = load(args.checkpoint, step=args.step, class_names=names)
+    except (PredictError, OSError):
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # orbax and JSON errors of a damaged checkpoint
+      raise PredictError(f'{args.checkpoint}: cannot load the checkpoint: '
+                         + ' '.join(f'{type(e).__name__}: {e}'.split())[:300]) from None
+    if single:
+      try:
+        record = predict_video(predictor, paths[0], overlay_path=args.overlay, sheet_path=args.sheet)
+      except video.VideoError as e:
+        raise video.VideoError(f'{paths[0]}: {e}') from None
+      _write(args.output, json.dumps(record, indent=1) + '\n')
+      return 0
+    return _batch(predictor, paths, args)
+  except (PredictError, video.VideoError, OSError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+
+
+def _batch(predictor, paths, args):
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  failed = 0
+  out = open(args.output, 'w') if args.output else sys.stdout  # pylint: disable=consider-using-with
+  try:
+    with tqdm(total=len(paths), desc='predict', unit='video', file=sys.stderr) as bar:
+      for record in predict_many(predictor, paths, batch_size=args.batch_size, workers=args.workers):
+        if 'error' in record:
+          failed += 1
+          tqdm.write(f'skipped {record["video"]}: {record["error"]}', file=sys.stderr)
+        out.write(json.dumps(record) + '\n')
+        out.flush()
+        bar.update(1)
+  finally:
+    if out is not sys.stdout:
+      out.close()
+  if failed == len(paths):
+    print(f'error: none of the {len(paths)} videos could be read', file=sys.stderr)
+    return 2
+  if failed:
+    print(f'{failed} of {len(paths)} videos could not be read (their lines have an "error")', file=sys.stderr)
+  return 1 if failed else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

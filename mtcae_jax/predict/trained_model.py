@@ -1,0 +1,168 @@
+"""A trained model ready for prediction, loaded from a training workdir or a converted checkpoint.
+
+`load(checkpoint)` restores only the model's half of a training state, onto this process's first device, whatever
+mesh saved it, and refuses a checkpoint whose parameters differ from what this version builds from its config.
+No TensorFlow: the class names come from the run's metrics.json, not from TFDS.
+"""
+
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+
+# The input normalisation of MAE-DFER and VideoMAE encoders (configs/default.py), for converted checkpoints.
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+class PredictError(ValueError):
+  """A checkpoint or request that cannot be used; the message is one line."""
+
+
+@dataclasses.dataclass
+class Predictor:
+  """A model ready to run: `__call__(videos (B, T, S, S, 3) normalised float32) -> dict of NumPy arrays`."""
+  fn: object  # jitted (state, video) -> outputs
+  state: object
+  num_frames: int
+  image_size: int
+  mean: np.ndarray
+  std: np.ndarray
+  class_names: list
+  source: str  # what was loaded, for the JSON: 'DIR (step N)' or 'DIR (converted)'
+  has_faces: bool
+
+  def __call__(self, videos):
+    out = self.fn(self.state, videos)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _class_names(workdir, num_classes):
+  """The names a finished run wrote into metrics.json (no TFDS, so no TensorFlow); else the indices."""
+  for path in [workdir / 'metrics.json', *sorted(workdir.glob('eval_step*/metrics.json'))]:
+    try:
+      names = json.loads(path.read_text()).get('class_names')
+    except (OSError, ValueError):
+      continue
+    if names and len(names) == num_classes:
+      return list(names)
+  return [str(i) for i in range(num_classes)]
+
+
+def _jit_model(graphdef, extract):
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+
+  def run(state, video):
+    out = nnx.merge(graphdef, state)(video)
+    result = {'probabilities': jax.nn.softmax(out['logits'].astype('float32'), axis=-1)}
+    result.update({k: out[k] for k in extract if k in out})
+    return result
+  return jax.jit(run)
+
+
+def _workdir_of(path):
+  """(training workdir, step or None) for a workdir, its checkpoints/ or one step in it; (None, None) otherwise."""
+  if path.name.isdigit() and path.parent.name == 'checkpoints':
+    return path.parent.parent, int(path.name)
+  if path.name == 'checkpoints':
+    path = path.parent
+  if (path / 'checkpoints').is_dir() and any(p.name.isdigit() for p in (path / 'checkpoints').iterdir()):
+    return path, None
+  return None, None
+
+
+def load(checkpoint, *, step=None, class_names=None):
+  """A Predictor from a training workdir or a converted checkpoint directory. Raises PredictError."""
+  path = pathlib.Path(checkpoint)
+  if not path.is_dir():
+    raise PredictError(f'{checkpoint}: no such directory (expected a training workdir or a converted checkpoint)')
+  workdir, named_step = _workdir_of(path)
+  if workdir is not None:
+    return _load_workdir(workdir, step or named_step, class_names)
+  if (path / 'config.json').is_file():
+    return _load_converted(path, class_names)
+  if (path / 'fold_0').is_dir():
+    raise PredictError(f'{checkpoint} is a cross-validation workdir: pass one fold, e.g. {path / "fold_0"}')
+  raise PredictError(f'{checkpoint}: not a checkpoint (neither a training workdir with checkpoints/ nor a '
+                     'directory written by mtcae_jax.pretrained.convert)')
+
+
+def _load_workdir(workdir, step, class_names):
+  import jax  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+
+  from mtcae_jax.train import checkpointing  # pylint: disable=g-import-not-at-top
+  from mtcae_jax import models  # pylint: disable=g-import-not-at-top
+  ckpt = checkpointing.Checkpoints(workdir / 'checkpoints')
+  try:
+    steps = ckpt.all_steps()
+    if step is None:
+      step = ckpt.best_step() or ckpt.latest_step()
+    elif step not in steps:
+      raise PredictError(f'{workdir}: no checkpoint at step {step} (there are {", ".join(map(str, steps))})')
+    if step is None:
+      raise PredictError(f'{workdir}: no finished checkpoint in {workdir / "checkpoints"}')
+    config = ml_collections.ConfigDict(ckpt.record(step)['config'])
+  finally:
+    ckpt.close()
+  graphdef, abstract = nnx.split(models.abstract_model(config))
+  # The saved state is nnx.state((model, optimizer)): restore the model half only, on this process's first
+  # device, whatever mesh it was saved from. Leaves are saved as {'value': array}.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = {'0': jax.tree.map(lambda x: {'value': jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)},
+                              nnx.to_pure_dict(abstract))}
+  state_dir = (workdir / 'checkpoints' / str(step) / 'state').absolute()
+  with ocp.PyTreeCheckpointer() as checkpointer:
+    # A partial restore would silently skip saved parameters this version's model lacks: refuse instead.
+    saved = _paths(checkpointer.metadata(state_dir).item_metadata.tree['0'])
+    wanted = _paths(target['0'])
+    if saved != wanted:
+      diff = sorted(saved - wanted)[:2] + sorted(wanted - saved)[:2]
+      raise PredictError(f'{workdir} (step {step}) was saved by a model with other parameters than this version '
+                         f'builds from its config ({len(saved - wanted)} saved only, {len(wanted - saved)} '
+                         f'missing, e.g. {", ".join(diff)})')
+    restored = checkpointer.restore(
+        state_dir,
+        args=ocp.args.PyTreeRestore(item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                                    partial_restore=True))
+  is_leaf = lambda x: isinstance(x, dict) and set(x) == {'value'}
+  nnx.replace_by_pure_dict(abstract, jax.tree.map(lambda x: x['value'], restored['0'], is_leaf=is_leaf))
+  faces = config.model.strategy != 'stl'
+  names = list(class_names) if class_names else _class_names(workdir, config.num_classes)
+  return Predictor(fn=_jit_model(graphdef, ('boxes', 'landmarks') if faces else ()), state=abstract,
+                   num_frames=config.num_frames, image_size=config.image_size,
+                   mean=np.asarray(config.input.mean, np.float32), std=np.asarray(config.input.std, np.float32),
+                   class_names=_checked_names(names, config.num_classes), source=f'{workdir} (step {step})',
+                   has_faces=faces)
+
+
+def _paths(tree):
+  import jax  # pylint: disable=g-import-not-at-top
+  return {'.'.join(str(getattr(k, 'key', k)) for k in path).removesuffix('.value')
+          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _load_converted(path, class_names):
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+
+  from mtcae_jax.pretrained import convert  # pylint: disable=g-import-not-at-top
+  meta = convert.read_config(path)
+  if not meta.get('num_classes'):
+    raise PredictError(f'{path}: the converted checkpoint has no classifier head (a pre-trained encoder); '
+                       'fine-tune it first (config.init_from)')
+  graphdef, state = nnx.split(convert.load_converted(path))
+  names = list(class_names) if class_names else [str(i) for i in range(meta['num_classes'])]
+  return Predictor(fn=_jit_model(graphdef, ()), state=state, num_frames=meta['encoder']['num_frames'],
+                   image_size=meta['encoder']['image_size'], mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                   class_names=_checked_names(names, meta['num_classes']), source=f'{path} (converted)',
+                   has_faces=False)
+
+
+def _checked_names(names, num_classes):
+  if len(names) != num_classes:
+    raise PredictError(f'{len(names)} class names given for a model of {num_classes} classes')
+  return names

@@ -1,0 +1,367 @@
+"""Convert VideoMAE / MAE-DFER / Hugging Face video encoders to this project's Flax layout, and load them back.
+
+    meta = convert_checkpoint('checkpoint-99.pth', 'converted/')     # orbax state + config.json
+    model = load_converted('converted/')                             # ConvertedEncoder
+    out = model(video)                   # tokens, pooled, logits (with a head), region_tokens (LGI-Former)
+    load_encoder_into(mtcae_model, 'converted/')                     # what `config.init_from` does
+
+Reading the file never runs code from it (`torch_reader`); `formats` recognises the layout and renames
+everything to the original VideoMAE / MAE-DFER names. Here those names are mapped onto the Flax parameters:
+Linear (out, in) -> kernel (in, out), Conv3d (O, I, T, H, W) -> tubelet kernel (T, H, W, I, O), LayerNorm
+weight -> scale, and the per-block tensors are stacked along the leading depth axis of the scanned blocks.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from mtcae_jax.models import attention, layers, lgi_former, vit
+from mtcae_jax.pretrained import formats
+from mtcae_jax.pretrained.torch_reader import CheckpointError
+
+KNOWN_HEADS = {384: 6, 512: 8, 768: 12, 1024: 16, 1280: 16}  # VideoMAE S/B/L/H and MAE-DFER's LGI/512
+DEFAULT_IMAGE_SIZE = {'vit': 224, 'lgi_former': 160}  # for known widths: VideoMAE at 224 px, MAE-DFER at 160 px
+DEFAULT_REGION_SIZE = (2, 5, 10)  # MAE-DFER's released LGI-Former
+ENCODERS = {'vit': (vit.VideoViT, vit.ViTConfig), 'lgi_former': (lgi_former.LGIFormer, lgi_former.LGIConfig)}
+FLAGS = {'num_heads': '--num-heads', 'image_size': '--image-size', 'num_frames': '--num-frames',
+         'region_size': '--region-size'}
+# Encoder config fields that do not change the weights or their meaning, so a model may differ in them.
+NOT_COMPARED = ('drop_path', 'decoder_tokens', 'pool')
+CONFIG_KEY = {'num_frames': 'num_frames', 'image_size': 'image_size', 'ln_eps': 'model.encoder.ln_eps',
+              'region_size': 'model.encoder.region_size', 'tubelet_size': 'model.encoder.tubelet_size',
+              'layer_scale_init': 'model.encoder.layer_scale_init'}
+
+
+class ConvertedEncoder(nnx.Module):
+  """A converted encoder with the classifier it came with: video (B, T, H, W, 3), normalised -> dict.
+
+  `tokens` (B, N, D): after the last block, before any norm, (t, h, w) raster order (LGI-Former: the local tokens);
+  `region_tokens` (B, R, D) for LGI-Former; `pooled`: fc_norm of the mean of the tokens (LGI-Former: of the tokens
+  its `pool` names, the region tokens in MAE-DFER), or the plain mean without fc_norm; `logits` with a head.
+  """
+
+  def __init__(self, name, cfg, *, num_classes=0, fc_norm=False, fc_norm_eps=1e-6, impl='einsum', rngs):
+    self.encoder = ENCODERS[name][0](cfg, impl=impl, rngs=rngs)
+    d = cfg.width
+    self.fc_norm = layers.layer_norm(d, eps=fc_norm_eps, dtype=jnp.float32, rngs=rngs) if fc_norm else None
+    self.head = layers.dense(d, num_classes, ('embed', None), dtype=jnp.float32, rngs=rngs) if num_classes else None
+
+  def __call__(self, video, *, key=None):
+    if isinstance(self.encoder, lgi_former.LGIFormer):
+      tokens, region = self.encoder.encode(video, key=key)
+      out = {'tokens': tokens, 'region_tokens': region}
+      pooled = self.encoder.pool(tokens, region)
+    else:
+      tokens = self.encoder(video, key=key)
+      out = {'tokens': tokens}
+      pooled = tokens.mean(axis=1)
+    out['pooled'] = self.fc_norm(pooled) if self.fc_norm is not None else pooled
+    if self.head is not None:
+      out['logits'] = self.head(out['pooled'])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sizes: from shapes where they show, else from the file's args, the flags, the known widths.
+
+def _encoder_config(src, found, overrides):
+  t = found.tensors
+  err = lambda msg: CheckpointError(f'{os.fsdecode(src)}: {msg}')
+
+  def need(key):
+    if key not in t:
+      raise err(f"missing encoder tensor '{found.names.get(key, key)}'")
+    return t[key]
+
+  patch = need('patch_embed.proj.weight')
+  if patch.ndim != 5 or patch.shape[1] != 3 or patch.shape[3] != patch.shape[4]:
+    raise err(f"'{found.names.get('patch_embed.proj.weight', 'patch_embed.proj.weight')}' has shape "
+              f'{patch.shape}, expected (width, 3, tubelet, patch, patch)')
+  width, tubelet, patch_size = (int(s) for s in patch.shape[:1] + patch.shape[2:4])
+  blocks = [int(m.group(1)) for k in t if (m := re.match(r'blocks\.(\d+)\.', k))]
+  if not blocks:
+    raise err('missing encoder tensors: no transformer blocks')
+  mlp_dim = int(need('blocks.0.mlp.fc1.weight').shape[0])
+  attn = 'attn' if found.architecture == 'vit' else 'first_attn'
+
+  sizes, origin = {}, {}
+  for field, flag in FLAGS.items():
+    stated, given = found.hints.get(field), overrides.get(field)
+    if given is not None and field == 'region_size':
+      given = tuple(int(s) for s in given)
+    if stated is not None and given is not None and stated != given:
+      raise err(f'{flag}={given} disagrees with the checkpoint\'s {found.source_of_hints} '
+                f'({field}={stated}); leave the flag out')
+    sizes[field] = stated if stated is not None else given
+    origin[field] = found.source_of_hints if stated is not None else 'flag' if given is not None else None
+  if 'tubelet_size' in found.hints and found.hints['tubelet_size'] != tubelet:
+    raise err(f"the checkpoint's {found.source_of_hints} say tubelet_size={found.hints['tubelet_size']} but "
+              f'the patch embedding has tubelets of {tubelet} frames')
+  if sizes['num_heads'] is None:
+    if width not in KNOWN_HEADS:
+      raise err(f'cannot tell the number of attention heads of a width-{width} encoder: pass --num-heads=N')
+    sizes['num_heads'], origin['num_heads'] = KNOWN_HEADS[width], f'known width {width}'
+  for field, default in (('image_size', DEFAULT_IMAGE_SIZE[found.architecture]), ('num_frames', 16)):
+    if sizes[field] is None:
+      if width not in KNOWN_HEADS:
+        raise err(f'cannot tell the {field.replace("_", " ")} of a width-{width} encoder: pass {FLAGS[field]}=N')
+      sizes[field], origin[field] = default, f'default for width {width}'
+
+  fields = dict(width=width, depth=max(blocks) + 1, num_heads=int(sizes['num_heads']), mlp_dim=mlp_dim,
+                patch_size=patch_size, tubelet_size=tubelet, num_frames=int(sizes['num_frames']),
+                image_size=int(sizes['image_size']), qkv_bias=f'blocks.0.{attn}.q_bias' in t,
+                ln_eps=float(overrides.get('ln_eps') or found.ln_eps))
+  if found.architecture == 'vit' and sizes['region_size'] is not None:
+    raise err('--region-size applies to LGI-Former checkpoints only; this is a VideoMAE ViT')
+  try:
+    if found.architecture == 'vit':
+      cfg = vit.ViTConfig(**fields)
+      cfg.grid  # validates the input size
+    else:
+      if sizes['region_size'] is None:
+        sizes['region_size'], origin['region_size'] = DEFAULT_REGION_SIZE, 'MAE-DFER default'
+      cfg = lgi_former.LGIConfig(**fields, region_size=sizes['region_size'], pool=found.hints.get('pool', 'region'))
+  except ValueError as e:
+    raise err(str(e)) from None
+  if found.architecture == 'lgi_former' and need('lg_region_tokens').shape[0] != cfg.num_regions:
+    raise err(f"'lg_region_tokens' holds {need('lg_region_tokens').shape[0]} region tokens but region size "
+              f'{cfg.region_size} on the token grid {cfg.grid} gives {cfg.num_regions}: pass --region-size=T,H,W')
+  return cfg, {k: v for k, v in origin.items() if v is not None}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Original names -> Flax parameters.
+
+def _flatten(tree, prefix=()):
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      yield from _flatten(v, prefix + (k,))
+    else:
+      yield prefix + (k,), v
+
+
+def _unflatten(items):
+  out = {}
+  for path, v in items:
+    d = out
+    for k in path[:-1]:
+      d = d.setdefault(k, {})
+    d[path[-1]] = v
+  return out
+
+
+def _original_name(path):
+  """Flax path (below `encoder` and the block axis) -> original name: patch_embed.kernel -> patch_embed.proj.weight."""
+  if path[0] == 'patch_embed':
+    return {'kernel': 'patch_embed.proj.weight', 'bias': 'patch_embed.proj.bias'}[path[1]]
+  return '.'.join(path[:-1] + ({'kernel': 'weight', 'scale': 'weight'}.get(path[-1], path[-1]),))
+
+
+def _is_linear(name, shape):
+  return name.endswith('.weight') and len(shape) == 2
+
+
+def _to_flax(name, array):
+  if name == 'patch_embed.proj.weight':
+    return array.transpose(2, 3, 4, 1, 0)  # Conv3d (O, I, T, H, W) -> (T, H, W, I, O)
+  return array.T if _is_linear(name, array.shape) else array  # Linear (out, in) -> (in, out)
+
+
+def _original_shape(name, shape):
+  if name == 'patch_embed.proj.weight':
+    return tuple(shape[i] for i in (4, 3, 0, 1, 2))
+  return tuple(shape[::-1]) if _is_linear(name, shape) else tuple(shape)
+
+
+def _map_tensors(src, found, abstract):
+  """Fill the abstract parameter tree with the file's tensors; refuse, naming the key, a missing or misshapen one."""
+  t, out = found.tensors, []
+
+  def take(name, shape):
+    shown = found.names.get(name, name)
+    if name not in t:
+      raise CheckpointError(f"{os.fsdecode(src)}: missing encoder tensor '{shown}'")
+    if t[name].shape != _original_shape(name, shape):
+      raise CheckpointError(f"{os.fsdecode(src)}: '{shown}' has shape {tuple(t[name].shape)}, expected "
+                            f'{_original_shape(name, shape)}')
+    return _to_flax(name, t.pop(name))  # pop: the source copy is freed as soon as it is converted
+
+  for path, like in _flatten(abstract):
+    inner = path[1:] if path[0] == 'encoder' else path
+    if inner[0] == 'blocks':
+      depth = like.shape[0]
+      value = np.stack([take(f'blocks.{i}.' + _original_name(inner[1:]), like.shape[1:]) for i in range(depth)])
+    else:
+      value = take(_original_name(inner), like.shape)
+    out.append((path, np.ascontiguousarray(value, np.float32)))
+  leftover = sorted(k for k in t if k.startswith(formats.ENCODER_PREFIXES))
+  if leftover:
+    first = found.names.get(leftover[0], leftover[0])
+    raise CheckpointError(f"{os.fsdecode(src)}: unsupported encoder tensor '{first}'"
+                          + (f' (and {len(leftover) - 1} more)' if len(leftover) > 1 else ''))
+  return _unflatten(out)
+
+
+def _sha256(path):
+  h = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 22), b''):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def _abstract(meta, impl='einsum'):
+  name = meta['encoder']['name']
+  fields = {k: v for k, v in meta['encoder'].items() if k != 'name'}
+  cfg = ENCODERS[name][1](**fields)
+  return nnx.eval_shape(lambda: ConvertedEncoder(
+      name, cfg, num_classes=meta['num_classes'], fc_norm=meta['fc_norm'], fc_norm_eps=meta['fc_norm_eps'],
+      impl=impl, rngs=nnx.Rngs(0)))
+
+
+def convert_checkpoint(src, out_dir, *, num_heads=None, image_size=None, num_frames=None, region_size=None,
+                       ln_eps=None):
+  """Convert `src` (.pth/.pt/.bin torch zip, or .safetensors) into `out_dir`; returns what config.json holds.
+
+  The keyword arguments are the tool's flags; a value the checkpoint's own args state wins, and a flag that
+  disagrees with it is an error. Raises CheckpointError (a ValueError) with a one-line message.
+  """
+  if os.path.isdir(out_dir) and os.listdir(out_dir):
+    raise CheckpointError(f'{os.fsdecode(out_dir)}: output directory exists and is not empty')
+  found = formats.read(src)
+  overrides = dict(num_heads=num_heads, image_size=image_size, num_frames=num_frames, region_size=region_size,
+                   ln_eps=ln_eps)
+  cfg, origin = _encoder_config(src, found, overrides)
+  classifier = 'head.weight' in found.tensors
+  meta = {
+      'format': found.format, 'description': found.description, 'source': os.path.basename(os.fsdecode(src)),
+      'source_sha256': _sha256(src),
+      'encoder': {'name': found.architecture, **dataclasses.asdict(cfg)},
+      'fc_norm': classifier, 'fc_norm_eps': found.fc_norm_eps,
+      'num_classes': int(found.tensors['head.weight'].shape[0]) if classifier else 0,
+      'sizes_from': origin,
+  }
+  _, abstract = nnx.split(_abstract(meta))
+  state = _map_tensors(src, found, nnx.to_pure_dict(abstract))
+  meta['encoder_params'] = int(sum(v.size for _, v in _flatten(state['encoder'])))
+  meta['dropped_keys'] = found.dropped
+  meta['missing_keys'] = [] if classifier else ['fc_norm.weight', 'fc_norm.bias', 'head.weight', 'head.bias']
+  os.makedirs(out_dir, exist_ok=True)
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(os.path.abspath(os.path.join(out_dir, 'state')), state)
+  with open(os.path.join(out_dir, 'config.json'), 'w') as f:  # written last: its presence means complete
+    json.dump(meta, f, indent=2)
+  return meta
+
+
+def summary(meta, out_dir):
+  """A few lines for people: what was found and what was written."""
+  e = meta['encoder']
+  sizes = ', '.join(f'{k} {e[k]} ({v})' for k, v in meta['sizes_from'].items())
+  lines = [
+      f"found:    {meta['description']}",
+      f"encoder:  {e['name']} width {e['width']}, depth {e['depth']}, {e['num_heads']} heads, MLP {e['mlp_dim']}, "
+      f"{e['num_frames']} frames at {e['image_size']} px" + (f", region size {tuple(e['region_size'])}"
+                                                               if e['name'] == 'lgi_former' else '')
+      + f", LayerNorm eps {e['ln_eps']:g}; {meta['encoder_params']:,} parameters",
+      f'sizes:    {sizes}',
+      'classifier: ' + (f"fc_norm + head ({meta['num_classes']} classes) kept" if meta['fc_norm'] else 'none'),
+  ]
+  if meta['dropped_keys']:
+    shown = ', '.join(meta['dropped_keys'][:4]) + (', ...' if len(meta['dropped_keys']) > 4 else '')
+    lines.append(f"dropped:  {len(meta['dropped_keys'])} tensors ({shown})")
+  lines += [f"sha256:   {meta['source_sha256']}", f'written:  {out_dir}']
+  return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading.
+
+def read_config(out_dir):
+  try:
+    with open(os.path.join(out_dir, 'config.json')) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f'{os.fsdecode(out_dir)}: not a converted checkpoint (no readable config.json: {e})'
+                          ) from None
+
+
+def _restore(out_dir, meta, abstract_state):
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(abstract_state))
+  with ocp.StandardCheckpointer() as checkpointer:
+    return checkpointer.restore(os.path.abspath(os.path.join(out_dir, 'state')), target)
+
+
+def load_converted(out_dir):
+  """The ConvertedEncoder saved by `convert_checkpoint` in `out_dir`."""
+  meta = read_config(out_dir)
+  graphdef, state = nnx.split(_abstract(meta, impl=attention.resolve_impl('auto', jnp.float32)))
+  nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, _restore(out_dir, meta, state)))
+  return nnx.merge(graphdef, state)
+
+
+def _mismatches(meta, encoder):
+  name = next(n for n, (cls, _) in ENCODERS.items() if isinstance(encoder, cls))
+  if meta['encoder']['name'] != name:
+    return [f"the converted encoder is {meta['encoder']['name']!r}, model.encoder.name is {name!r}"]
+  out = []
+  for f in dataclasses.fields(encoder.cfg):
+    ours, theirs = getattr(encoder.cfg, f.name), meta['encoder'].get(f.name)
+    if f.name in NOT_COMPARED:
+      continue
+    if isinstance(ours, tuple):
+      theirs = tuple(theirs) if theirs is not None else None
+    if ours != theirs:
+      out.append(f"{f.name} {theirs} (converted) vs {ours} ({CONFIG_KEY.get(f.name, 'model.encoder.variant')})")
+  return out
+
+
+def _assign(module, pure):
+  """Set `module`'s parameters from the nested dict `pure`, keeping each parameter's dtype and sharding."""
+  graphdef, state = nnx.split(module)
+  current = nnx.to_pure_dict(state)
+  put = lambda old, new: jax.device_put(jnp.asarray(new, old.dtype), old.sharding)
+  nnx.replace_by_pure_dict(state, jax.tree.map(put, current, pure))
+  nnx.update(module, state)
+
+
+def load_encoder_into(model, out_dir):
+  """Copy a converted encoder into `model.encoder` (any strategy); returns the names of the parts loaded.
+
+  With the `stl` strategy, whose expression head is VideoMAE's classifier (pool, fc_norm, FC), the converted
+  fc_norm goes into that head's norm, and the converted head into its FC layer when the class counts agree.
+  Raises ValueError, naming the fields, when the converted encoder differs from the model's.
+  """
+  meta = read_config(out_dir)
+  problems = _mismatches(meta, model.encoder)
+  if problems:
+    raise ValueError(f'{os.fsdecode(out_dir)}: the converted encoder does not match the model config: '
+                     + '; '.join(problems))
+  _, abstract = nnx.split(_abstract(meta))
+  restored = _restore(out_dir, meta, abstract)
+  _assign(model.encoder, restored['encoder'])
+  loaded = ['encoder']
+  if getattr(model, 'strategy', None) == 'stl' and meta['fc_norm']:
+    head = model.heads['expression']
+    head.norm.epsilon = meta['fc_norm_eps']  # e.g. 1e-5 for Hugging Face's fc_norm
+    _assign(head.norm, restored['fc_norm'])
+    loaded.append('fc_norm')
+    if head.fc.kernel.shape == restored['head']['kernel'].shape:
+      _assign(head.fc, restored['head'])
+      loaded.append('head')
+  return loaded
+
+
+def maybe_init_from(model, config):
+  """`config.init_from`: when set, load that converted encoder into `model` (call after building the model)."""
+  if config.get('init_from'):
+    return load_encoder_into(model, config.init_from)
+  return []

@@ -1,0 +1,283 @@
+"""Training and evaluation of MTCAE-DFER on one fold, top to bottom: mesh, data, model, step, loop.
+
+    python -m mtcae_jax.main --config=configs/mead.py --workdir=runs/mead_fold0
+
+Trains on every fold but `config.fold` and evaluates on it (the paper's subject-independent protocol has no
+separate validation split, so "best" checkpoints are chosen on the test fold, as in the authors' code). Rerunning
+the same command resumes from the workdir's latest checkpoint; the data order and dropout depend only on the step,
+so an interrupted and resumed run ends where an uninterrupted one does.
+"""
+
+import json
+import pathlib
+import signal
+import sys
+import time
+
+import jax
+import numpy as np
+import optax
+from flax import nnx
+from tqdm import tqdm
+
+from mtcae_jax import models, sharding
+from mtcae_jax.data import augment, pipeline, target_stats
+from mtcae_jax.train import checkpointing, evaluate, losses, optim
+
+# Config fields that may change between a run and its resumption; any other change is refused.
+RESUMABLE_CHANGES = ('data_dir', 'mesh_shape', 'distributed', 'log_every_steps', 'eval_batch_size',
+                     'keep_checkpoints')
+
+
+# Fields added since runs were first saved, with the value a run saved without them had: such a run resumes with
+# these given on the command line.
+SAVED_BEFORE = {'model.head.regression_init': 'plain', 'loss.normalize_regression': False}
+
+
+class TrainingError(RuntimeError):
+  """A run that cannot go on; the message says why in one line."""
+
+
+REGRESSION_INITS = ('target_mean', 'plain')
+
+
+def training_target_stats(config):
+  """The training split's mean box and landmarks: the heads' start, the regression losses' scale and the
+  evaluations' constant baseline. None for `stl`, which has no box or landmark task."""
+  if config.model.head.regression_init not in REGRESSION_INITS:
+    raise TrainingError(f'model.head.regression_init must be one of {REGRESSION_INITS}, '
+                        f'got {config.model.head.regression_init!r}')
+  if config.model.strategy == 'stl':
+    return None
+  split = pipeline.train_split(config.fold)
+  try:
+    return target_stats.compute(config.dataset, split, config.data_dir or None)
+  except ValueError as e:
+    raise TrainingError(f'{config.dataset} {split}: {e}') from None
+
+
+def trainable(config):
+  """The parameters the optimizer updates: all, or all but the encoder's when it is frozen."""
+  if config.model.encoder.frozen:
+    return nnx.All(nnx.Param, nnx.Not(nnx.PathContains('encoder')))
+  return nnx.Param
+
+
+def config_changes(saved, current):
+  """Dotted names of the fields that differ between two config dicts, ignoring RESUMABLE_CHANGES."""
+  def flat(d, prefix=''):
+    out = {}
+    for k, v in d.items():
+      out.update(flat(v, f'{prefix}{k}.') if isinstance(v, dict) else {f'{prefix}{k}': v})
+    return out
+  a, b = {**SAVED_BEFORE, **flat(saved)}, flat(current)
+  return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
+
+
+def class_names(source, num_classes):
+  try:
+    return list(source.dataset_info.features['label'].names)
+  except (AttributeError, KeyError):
+    return [str(i) for i in range(num_classes)]
+
+
+def train_state_maker(config, total_steps):
+  """A function making the (model, optimizer) pair that training updates; its nnx state is what is saved."""
+  def make():
+    model = models.build_model(config, rngs=nnx.Rngs(config.seed))
+    return model, nnx.Optimizer(model, optim.make_optimizer(config.optimizer, total_steps), wrt=trainable(config))
+  return make
+
+
+def loss_settings(config, stats):
+  """(task weights, regression scales or None) for `losses.multitask_loss`; `stats`: data/target_stats.py."""
+  weights = {t: config.loss[t] for t in ('boxes', 'landmarks', 'expression')}
+  return weights, (losses.regression_scales(stats) if config.loss.normalize_regression and stats else None)
+
+
+def make_train_step(config, graphdef, state_sharding, mesh, stats=None):
+  """The jitted step (state, batch) -> (state, metrics): forward, backward and optimizer update on the mesh.
+
+  The state is donated (updated in place); `batch` holds `pipeline.DEVICE_KEYS` split over the batch axes.
+  `stats` (the training split's target statistics) normalise the regression losses if the config says so.
+  """
+  wrt, (loss_weights, scales) = trainable(config), loss_settings(config, stats)
+  batch_sharding = {k: sharding.batch_sharding(mesh) for k in pipeline.DEVICE_KEYS}
+
+  def train_step(state, batch):
+    model, opt = nnx.merge(graphdef, state)
+    key = jax.random.fold_in(jax.random.key(config.seed), opt.step[...])
+
+    def loss_fn(model):
+      return losses.multitask_loss(model(batch['video'], key=key), batch, loss_weights, config.label_smoothing,
+                                   scales)
+
+    (loss, parts), grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
+    opt.update(model, grads)
+    return nnx.state((model, opt)), {'loss': loss, 'grad_norm': optax.tree.norm(grads),
+                                     **{f'loss_{k}': v for k, v in parts.items()}}
+
+  return jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
+                 out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0)
+
+
+def restore_train_state(config, ckpt, step, mesh):
+  """(graphdef, state, state shardings) of the (model, optimizer) pair saved at `step` of `ckpt`."""
+  graphdef, state, shardings = sharding.create_sharded(train_state_maker(config, 1), mesh)
+  state, _ = ckpt.restore(step, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state), shardings)
+  return graphdef, state, shardings
+
+
+def train_and_evaluate(config, workdir, *, stop_after=None):
+  """Trains and evaluates; returns the final test metrics. `stop_after`: leave after that many steps of this
+  run, as a preemption would (the next run resumes)."""
+  # Imported here: clu's writers import TensorFlow, which `make_train_step` (and the benchmark) do not need.
+  from mtcae_jax.train import run_log  # pylint: disable=g-import-not-at-top
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  config_json = json.loads(config.to_json())
+
+  # ---------------- Mesh ----------------
+  if config.distributed:
+    jax.distributed.initialize()
+  mesh = sharding.make_mesh(tuple(config.mesh_shape))
+  is_main = jax.process_index() == 0
+
+  # ---------------- Data ----------------
+  data_dir = config.data_dir or None
+  train_source = pipeline.data_source(config.dataset, pipeline.train_split(config.fold), data_dir)
+  test_source = pipeline.data_source(config.dataset, f'fold{config.fold}', data_dir)
+  names = class_names(test_source, config.num_classes)
+  if len(names) != config.num_classes:
+    raise TrainingError(f'{config.dataset} has {len(names)} classes but config.num_classes={config.num_classes}')
+  steps_per_epoch = max(len(train_source) // config.batch_size, 1)
+  total_steps = config.num_steps or config.num_epochs * steps_per_epoch
+  eval_every = config.eval_every_steps or steps_per_epoch
+  checkpoint_every = config.checkpoint_every_steps or eval_every
+
+  # ---------------- Model and optimizer, created directly sharded ----------------
+  graphdef, state, state_sharding = sharding.create_sharded(train_state_maker(config, total_steps), mesh)
+  abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+
+  # ---------------- Checkpoints: resume, or start from a converted encoder ----------------
+  ckpt = checkpointing.Checkpoints(workdir / 'checkpoints', keep=config.keep_checkpoints)
+  start_step = ckpt.latest_step() or 0
+  if start_step:
+    record = ckpt.record(start_step)
+    changed = config_changes(record['config'], config_json)
+    if changed:
+      raise TrainingError(f'{workdir} holds a run with another config (differs in {", ".join(changed)}); '
+                          'use a new --workdir or the same config')
+    state, _ = ckpt.restore(start_step, abstract_state, state_sharding)
+    stats = record['target_stats'] if 'target_stats' in record else training_target_stats(config)
+    print(f'Resuming from step {start_step} of {total_steps} ({workdir / "checkpoints"}).')
+  else:
+    stats = training_target_stats(config)
+    model, opt = nnx.merge(graphdef, state)
+    if config.init_from:
+      from mtcae_jax.pretrained import convert  # pylint: disable=g-import-not-at-top
+      print(f'Encoder from {config.init_from}: loaded {", ".join(convert.maybe_init_from(model, config))}.')
+    if stats and config.model.head.regression_init == 'target_mean':
+      model.start_regression_at(stats)
+    state = jax.device_put(nnx.state((model, opt)), state_sharding)
+  if is_main and stats:
+    target_stats.save(stats, workdir)
+
+  # ---------------- Steps ----------------
+  train_step = make_train_step(config, graphdef, state_sharding, mesh, stats)
+  eval_step = jax.jit(evaluate.make_eval_step(graphdef, *loss_settings(config, stats)))
+  num_eval_batches = pipeline.num_eval_batches(len(test_source), config.eval_batch_size)
+
+  def run_eval(step):
+    batches = pipeline.eval_batches(test_source, config, config.eval_batch_size, mesh=mesh,
+                                    num_views=config.eval_views)
+    with tqdm(total=num_eval_batches, desc=f'eval fold{config.fold}', leave=False, disable=not is_main) as bar:
+      result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes, baseline=stats, progress=bar)
+    log.write(step, 'eval', {k: v for k, v in result.items() if np.isscalar(v)})
+    return result, rows
+
+  # ---------------- Loop ----------------
+  log = run_log.RunLog(workdir, is_main=is_main)
+  stop = {'signal': None}
+  previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
+  pending = []  # (step, metrics on device): checked for NaN at log time, without a host sync per step
+
+  def check_and_log(step):
+    if not pending:
+      return
+    fetched = jax.device_get([m for _, m in pending])
+    for (s, _), m in zip(pending, fetched):
+      if not np.isfinite(m['loss']):
+        last = ckpt.latest_step()
+        raise TrainingError(f'loss is {m["loss"]} at step {s}; stopped there. The last good checkpoint is '
+                            f'{"step " + str(last) if last else "none"} in {workdir / "checkpoints"}')
+    mean = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+    mean['clips_per_second'] = len(pending) * config.batch_size / max(time.perf_counter() - timer[0], 1e-9)
+    log.write(step, 'train', mean)
+    bar.set_postfix(loss=f'{mean["loss"]:.4f}', clips_s=f'{mean["clips_per_second"]:.1f}')
+    pending.clear()
+    timer[0] = time.perf_counter()
+
+  batches = pipeline.train_batches(train_source, config, config.batch_size, mesh=mesh, start_step=start_step,
+                                   num_steps=total_steps - start_step, augment=augment.AugmentConfig(
+                                       **{k: tuple(v) if isinstance(v, (list, tuple)) else v
+                                          for k, v in config.augment.items()}))
+  timer = [time.perf_counter()]
+  result = rows = None
+  step = start_step
+  with tqdm(total=total_steps, initial=start_step, desc='train', disable=not is_main) as bar:
+    for step, batch in enumerate(batches, start_step + 1):
+      state, step_metrics = train_step(state, {k: batch[k] for k in pipeline.DEVICE_KEYS})
+      pending.append((step, step_metrics))
+      bar.update(1)
+      last = step == total_steps
+      preempted = stop['signal'] is not None or (stop_after is not None and step - start_step >= stop_after)
+      if step % config.log_every_steps == 0 or last or preempted or step % checkpoint_every == 0:
+        check_and_log(step)
+      result = None
+      if step % eval_every == 0 or last:
+        result, rows = run_eval(step)
+      if step % checkpoint_every == 0 or last or preempted:
+        ckpt.save(step, state, {'config': config_json, 'step': step, 'target_stats': stats},
+                  metrics={'uar': result['uar']} if result else None, force=True)
+      if preempted and not last:
+        print(f'Stopped at step {step} ({"SIGTERM" if stop["signal"] else "stop_after"}) with a checkpoint; '
+              'rerun the same command to resume.', file=sys.stderr)
+        break
+  ckpt.wait()
+  signal.signal(signal.SIGTERM, previous_handler)
+
+  # ---------------- Final evaluation and reports ----------------
+  if step == total_steps:
+    if rows is None:  # the run had already finished: evaluate its final state again
+      result, rows = run_eval(step)
+    if is_main:
+      evaluate.write_reports(workdir, result, rows, names)
+      print(f'fold{config.fold} after {step} steps: {evaluate.summary(result)}'
+            f'  ({result["num_clips"]} test clips; {workdir / "predictions.csv"})')
+  log.close()
+  ckpt.close()
+  return result
+
+
+def evaluate_checkpoint(config, workdir, step=None, split=None):
+  """Evaluates the best (or given) checkpoint of `workdir` on its test fold (or `split`); writes the reports."""
+  workdir = pathlib.Path(workdir)
+  mesh = sharding.make_mesh(tuple(config.mesh_shape))
+  test_source = pipeline.data_source(config.dataset, split or f'fold{config.fold}', config.data_dir or None)
+  ckpt = checkpointing.Checkpoints(workdir / 'checkpoints', keep=config.keep_checkpoints)
+  step = step or ckpt.best_step() or ckpt.latest_step()
+  if not step:
+    raise TrainingError(f'no checkpoint in {workdir / "checkpoints"}')
+  graphdef, state, state_sharding = restore_train_state(config, ckpt, step, mesh)
+  record = ckpt.record(step)
+  stats = record['target_stats'] if 'target_stats' in record else training_target_stats(config)
+  eval_step = jax.jit(evaluate.make_eval_step(graphdef, *loss_settings(config, stats)))
+  batches = pipeline.eval_batches(test_source, config, config.eval_batch_size, mesh=mesh,
+                                  num_views=config.eval_views)
+  result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes, baseline=stats)
+  evaluate.write_reports(workdir / f'eval_step{step}' / (split or f'fold{config.fold}'), result, rows,
+                         class_names(test_source, config.num_classes))
+  print(f'step {step}, {split or f"fold{config.fold}"}: {evaluate.summary(result)}')
+  ckpt.close()
+  return result

@@ -1,0 +1,241 @@
+"""The three TFDS builders on small raw trees in their layouts, made from the demo media, with planted bad files.
+
+One pool of 2 worker processes serves all builds (their start-up, TensorFlow and MTCNN, is the slow part).
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from mtcae_jax.configs import default
+from mtcae_jax.data import pipeline, prepare, stored_example
+from mtcae_jax.data import pool as pool_lib
+
+ROOT = os.path.join(os.path.dirname(__file__), '..', '..')
+DEMO = os.path.join(ROOT, 'mtcae_jax', 'data', 'demo', 'ravdess')
+# Demo clips by what they show.
+NEUTRAL, HAPPY_MAN = 'Actor_01/02-01-01-01-01-01-01.mp4', 'Actor_01/02-01-03-01-01-01-01.mp4'
+SAD, HAPPY_WOMAN = 'Actor_02/02-01-04-01-01-01-02.mp4', 'Actor_02/02-01-03-01-01-01-02.mp4'
+DISGUST, SURPRISE = 'Actor_03/02-01-07-01-01-01-03.mp4', 'Actor_04/02-01-08-01-01-01-04.mp4'
+HAPPY, ANGRY = 'Actor_06/02-01-03-01-01-01-06.mp4', 'Actor_08/02-01-05-01-01-01-08.mp4'
+
+
+@pytest.fixture(scope='module')
+def pool():
+  with pool_lib.ClipPool(2, initializer=stored_example.init_worker) as p:
+    yield p
+
+
+def _put(root, rel, content):
+  """content: a demo clip (relative path), bytes, 'truncated:<demo clip>', 'faceless' or ('flv', demo clip)."""
+  dst = os.path.join(root, rel)
+  os.makedirs(os.path.dirname(dst), exist_ok=True)
+  if isinstance(content, bytes):
+    with open(dst, 'wb') as f:
+      f.write(content)
+  elif content == 'faceless':  # a smooth grey gradient: no face anywhere
+    w = cv2.VideoWriter(dst, cv2.VideoWriter_fourcc(*'mp4v'), 25, (96, 64))
+    for i in range(20):
+      w.write(np.broadcast_to(np.linspace(40 + i, 200, 96, dtype=np.uint8)[None, :, None], (64, 96, 3)).copy())
+    w.release()
+  elif isinstance(content, tuple):  # transcode to Flash video, as CREMA-D ships
+    cap = cv2.VideoCapture(os.path.join(DEMO, content[1]))
+    w = cv2.VideoWriter(dst, cv2.VideoWriter_fourcc(*'FLV1'), 25, (320, 180))
+    ok, frame = cap.read()
+    while ok:
+      w.write(cv2.resize(frame, (320, 180)))
+      ok, frame = cap.read()
+    w.release()
+  elif content.startswith('truncated:'):
+    data = open(os.path.join(DEMO, content.split(':', 1)[1]), 'rb').read()
+    with open(dst, 'wb') as f:
+      f.write(data[:len(data) // 2])
+  else:
+    shutil.copy(os.path.join(DEMO, content), dst)
+
+
+def _build(name, tree, tmp_path, pool, **kwargs):
+  manual, data = tmp_path / 'manual', tmp_path / 'data'
+  for rel, content in tree.items():
+    _put(manual, rel, content)
+  builder = prepare.make_builder(name, str(data))
+  builder = type(builder)(data_dir=str(data), pool=pool, **kwargs)
+  meta = prepare.prepare(builder, str(manual))
+  with open(os.path.join(builder.data_dir, 'metadata.json')) as f:
+    assert json.load(f) == json.loads(json.dumps(dict(meta)))  # what is saved is what the build reported
+  examples = {}
+  for k in range(5):
+    source = pipeline.data_source(name, f'fold{k}', str(data))
+    for i in range(len(source)):
+      e = source[i]
+      examples[e['path'].decode()] = e
+  return builder, meta, examples
+
+
+def _check_common(builder, meta, examples, labels, actors):
+  names = builder.info.features['label'].names
+  assert {p: names[e['label']] for p, e in examples.items()} == labels
+  assert {p: int(e['actor']) for p, e in examples.items()} == {p: actors[p] for p in labels}
+  # Subject-independent folds: each actor in exactly one fold, as stored in each example and in the metadata.
+  fold_actors = {f'fold{k}': {int(e['actor']) for e in examples.values() if e['fold'] == k} for k in range(5)}
+  for k, fa in fold_actors.items():
+    assert fa <= set(meta['fold_actors'][k])
+    for j, fb in fold_actors.items():
+      assert k == j or not fa & fb
+  assert sum(builder.info.splits[f'fold{k}'].num_examples for k in range(5)) == len(labels)
+  for p, e in examples.items():
+    assert len(e['video']) == 16 and e['video'][0].shape == (224, 224, 3) and e['video'][0].dtype == np.uint8
+    assert e['boxes'].shape == (16, 4) and e['landmarks'].shape == (16, 5, 2) and e['face_mask'].shape == (16,)
+    assert (e['boxes'] >= 0).all() and (e['boxes'] <= 1).all()
+    if e['face_mask'].any():
+      m = e['face_mask']
+      assert (e['boxes'][m, 2] > e['boxes'][m, 0]).all() and (e['boxes'][m, 3] > e['boxes'][m, 1]).all()
+      assert (e['landmarks'][m, 0, 0] < e['landmarks'][m, 1, 0]).all(), p  # left eye left of right eye
+
+
+RAVDESS_TREE = {
+    NEUTRAL: NEUTRAL, 'Actor_01/02-01-02-01-01-01-01.mp4': NEUTRAL, HAPPY_MAN: HAPPY_MAN,
+    SAD: SAD, HAPPY_WOMAN: HAPPY_WOMAN, DISGUST: DISGUST, SURPRISE: SURPRISE, HAPPY: HAPPY, ANGRY: ANGRY,
+    'Actor_08/02-01-06-01-01-01-08.mp4': 'faceless',
+    # Unusable files, skipped with a reason:
+    'Actor_03/02-01-07-01-01-02-03.mp4': f'truncated:{DISGUST}',
+    'Actor_04/02-01-08-01-01-02-04.mp4': b'not a video\n' * 100,
+    'Actor_06/02-01-03-01-01-02-06.mp4': b'',
+    'Actor_01/clip.mp4': NEUTRAL,
+    'Actor_02/02-01-03-01-01-02-08.mp4': HAPPY_WOMAN,  # actor 08's name in actor 02's folder
+    'Actor_01/02-01-09-01-01-01-01.mp4': NEUTRAL,  # emotion 09 does not exist
+    # Valid names the default config leaves out: audio-video, audio-only.
+    'Actor_01/01-01-01-01-01-01-01.mp4': NEUTRAL, 'Actor_01/03-01-01-01-01-01-01.wav': b'RIFF',
+}
+
+
+@pytest.fixture(scope='module')
+def ravdess(tmp_path_factory, pool):
+  return _build('ravdess_dfer', RAVDESS_TREE, tmp_path_factory.mktemp('ravdess'), pool)
+
+
+def test_ravdess_builder(ravdess):
+  builder, meta, examples = ravdess
+  labels = {NEUTRAL: 'neutral', 'Actor_01/02-01-02-01-01-01-01.mp4': 'neutral',  # calm merged into neutral
+            HAPPY_MAN: 'happy', SAD: 'sad', HAPPY_WOMAN: 'happy', DISGUST: 'disgust', SURPRISE: 'surprised',
+            HAPPY: 'happy', ANGRY: 'angry', 'Actor_08/02-01-06-01-01-01-08.mp4': 'fearful'}
+  _check_common(builder, meta, examples, labels, {p: int(p[6:8]) for p in labels})
+  skipped = {s['path']: s['reason'] for s in meta['skipped']}
+  assert set(skipped) == {'Actor_03/02-01-07-01-01-02-03.mp4', 'Actor_04/02-01-08-01-01-02-04.mp4',
+                          'Actor_06/02-01-03-01-01-02-06.mp4', 'Actor_01/clip.mp4',
+                          'Actor_02/02-01-03-01-01-02-08.mp4', 'Actor_01/02-01-09-01-01-01-01.mp4'}
+  assert meta['num_skipped'] == 6 and meta['num_excluded_by_config'] == 2
+  assert skipped['Actor_06/02-01-03-01-01-02-06.mp4'].startswith('cannot be read')
+  assert skipped['Actor_03/02-01-07-01-01-02-03.mp4'].startswith(('truncated', 'cannot be read'))
+  assert 'does not match' in skipped['Actor_01/clip.mp4']
+  assert 'folder is Actor_02' in skipped['Actor_02/02-01-03-01-01-02-08.mp4']
+  assert 'emotion code 09' in skipped['Actor_01/02-01-09-01-01-01-01.mp4']
+  # The clip without a face is kept, all-false mask, and listed.
+  assert meta['faceless'] == ['Actor_08/02-01-06-01-01-01-08.mp4'] and meta['num_faceless'] == 1
+  assert not examples['Actor_08/02-01-06-01-01-01-08.mp4']['face_mask'].any()
+  assert examples[HAPPY]['face_mask'].all() and examples[DISGUST]['face_mask'].all()
+  # Folds by hand. They are fixed before decoding, from the files with valid names: clips per actor 01:3,
+  # 02:2, 03:2, 04:2, 06:2, 08:2; largest first (then by id) into the emptiest fold (then the lowest).
+  assert meta['fold_actors'] == {'fold0': [1], 'fold1': [2, 8], 'fold2': [3], 'fold3': [4], 'fold4': [6]}
+  assert examples[SAD]['intensity'] == 1 and examples[SAD]['frame_index'].tolist()[:3] == [1, 3, 5]  # 32 frames: 2i + 1
+
+
+def test_ravdess_configs_parse_names():
+  from mtcae_jax.data.datasets import ravdess  # pylint: disable=g-import-not-at-top
+  eight = ravdess.RavdessDfer(config='video_speech_8class', data_dir='unused')
+  assert eight.parse('Actor_01/02-01-02-02-01-01-01.mp4') == ravdess.base.ClipName(label=1, actor=1, intensity=2)
+  assert eight.parse('Actor_01/01-01-02-02-01-01-01.mp4') is None  # audio-video: not in this config
+  everything = ravdess.RavdessDfer(config='all_7class', data_dir='unused')
+  assert everything.parse('Actor_12/01-02-08-01-01-01-12.mp4').label == 6  # song, surprised
+  assert everything.parse('Actor_01/02-01-02-02-01-01-01.mp4').label == 0  # calm -> neutral
+
+
+def test_eval_pipeline_yields_every_clip_once(ravdess):
+  builder, _, examples = ravdess
+  data_dir = pathlib.Path(builder.data_dir).parents[2]  # DATA_DIR/ravdess_dfer/CONFIG/VERSION
+  source = pipeline.data_source('ravdess_dfer', 'fold0+fold1+fold2+fold3+fold4', str(data_dir))
+  config = default.get_config()
+  config.num_frames, config.image_size = 4, 32
+  batches = list(pipeline.eval_batches(source, config, global_batch_size=4))
+  assert len(source) == 10 and len(batches) == 3  # 10 clips, batches of 4: the last has 2 and 2 padding rows
+  assert [int(np.asarray(b['mask']).sum()) for b in batches] == [4, 4, 2]
+  seen = [p for b in batches for p, m in zip(b['path'], np.asarray(b['mask'])) if m]
+  assert sorted(seen) == sorted(examples) and len(set(seen)) == 10
+  b = batches[-1]
+  assert b['video'].shape == (4, 4, 32, 32, 3) and b['video'].dtype == np.float32
+  assert b['boxes'].shape == (4, 4, 4) and b['landmarks'].shape == (4, 4, 5, 2) and b['label'].shape == (4,)
+
+
+def test_crema_d_builder(tmp_path, pool):
+  tree = {
+      'VideoFlash/1001_DFA_NEU_XX.flv': ('flv', NEUTRAL), 'VideoFlash/1001_IEO_HAP_HI.flv': ('flv', HAPPY_MAN),
+      'VideoFlash/1002_DFA_SAD_LO.flv': ('flv', SAD), 'VideoFlash/1003_DFA_DIS_MD.flv': ('flv', DISGUST),
+      'VideoFlash/1004_DFA_FEA_XX.flv': ('flv', SURPRISE), 'VideoFlash/1006_DFA_HAP_XX.flv': ('flv', HAPPY),
+      'VideoFlash/1008_DFA_ANG_HI.flv': ('flv', ANGRY),
+      'VideoFlash/1002_ITS_SAD_XX.flv': b'FLV\x01' + b'\x00' * 500,  # a header and nothing decodable
+      'VideoFlash/1003_TIE_DIS_XX.flv': b'',
+      'VideoFlash/1001_DFA_XYZ_XX.flv': ('flv', NEUTRAL), 'VideoFlash/notes.txt': b'notes',
+      'AudioWAV/1001_DFA_ANG_XX.wav': b'RIFF',
+  }
+  builder, meta, examples = _build('crema_d_dfer', tree, tmp_path, pool)
+  labels = {'VideoFlash/1001_DFA_NEU_XX.flv': 'neutral', 'VideoFlash/1001_IEO_HAP_HI.flv': 'happy',
+            'VideoFlash/1002_DFA_SAD_LO.flv': 'sad', 'VideoFlash/1003_DFA_DIS_MD.flv': 'disgust',
+            'VideoFlash/1004_DFA_FEA_XX.flv': 'fear', 'VideoFlash/1006_DFA_HAP_XX.flv': 'happy',
+            'VideoFlash/1008_DFA_ANG_HI.flv': 'angry'}
+  _check_common(builder, meta, examples, labels, {p: int(p[11:15]) for p in labels})
+  assert builder.info.features['label'].names == ['angry', 'disgust', 'fear', 'happy', 'neutral', 'sad']
+  assert sorted(s['path'] for s in meta['skipped']) == [
+      'VideoFlash/1001_DFA_XYZ_XX.flv', 'VideoFlash/1002_ITS_SAD_XX.flv', 'VideoFlash/1003_TIE_DIS_XX.flv',
+      'VideoFlash/notes.txt']
+  assert meta['num_excluded_by_config'] == 1
+  assert [examples[p]['intensity'] for p in sorted(labels)] == [0, 3, 1, 2, 0, 0, 3]
+
+
+def test_mead_builder_dropping_faceless_clips(tmp_path, pool):
+  tree = {
+      'M003/video/front/neutral/level_1/001.mp4': NEUTRAL, 'M003/video/front/happy/level_2/001.mp4': HAPPY_MAN,
+      'W009/video/front/sad/level_3/001.mp4': SAD, 'M011/video/front/disgusted/level_1/001.mp4': DISGUST,
+      'W014/video/front/surprised/level_2/001.mp4': SURPRISE, 'W015/video/front/happy/level_1/001.mp4': HAPPY,
+      'W016/video/front/angry/level_3/001.mp4': ANGRY, 'W016/video/front/fear/level_1/002.mp4': 'faceless',
+      'M003/video/left_30/happy/level_2/001.mp4': HAPPY_MAN, 'M003/audio/happy/level_2/001.m4a': b'audio',
+      'M003/video/back/happy/level_1/001.mp4': HAPPY_MAN, 'W009/video/front/sad/level_4/001.mp4': SAD,
+      'W009/video/front/sad/level_1/1.mp4': SAD, 'W015/video/front/happy/level_1/002.mp4': f'truncated:{HAPPY}',
+  }
+  # A minimum face size other than the pool's: its workers make a second labeler for it.
+  builder, meta, examples = _build('mead_dfer', tree, tmp_path, pool, drop_faceless=True, min_face_size=24)
+  labels = {'M003/video/front/neutral/level_1/001.mp4': 'neutral', 'M003/video/front/happy/level_2/001.mp4': 'happy',
+            'W009/video/front/sad/level_3/001.mp4': 'sad', 'M011/video/front/disgusted/level_1/001.mp4': 'disgusted',
+            'W014/video/front/surprised/level_2/001.mp4': 'surprised',
+            'W015/video/front/happy/level_1/001.mp4': 'happy', 'W016/video/front/angry/level_3/001.mp4': 'angry'}
+  actor = lambda p: (1000 if p[0] == 'M' else 2000) + int(p[1:4])
+  _check_common(builder, meta, examples, labels, {p: actor(p) for p in labels})
+  assert sorted(s['path'] for s in meta['skipped']) == [
+      'M003/video/back/happy/level_1/001.mp4', 'W009/video/front/sad/level_1/1.mp4',
+      'W009/video/front/sad/level_4/001.mp4', 'W015/video/front/happy/level_1/002.mp4']
+  assert meta['faceless'] == ['W016/video/front/fear/level_1/002.mp4'] and meta['faceless_dropped']
+  assert meta['mtcnn_min_face_size'] == 24
+  assert meta['num_excluded_by_config'] == 2
+  assert examples['W009/video/front/sad/level_3/001.mp4']['intensity'] == 3
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--dataset=ravdess_dfer', '--manual_dir=/nonexistent', '--data_dir=/tmp/x'], 'is not a directory'),
+    (['--dataset=ravdess_dfer', f'--manual_dir={DEMO}', '--data_dir=/tmp/x', '--workers=-1'], '--workers'),
+    (['--dataset=ravdess_dfer'], 'required'),
+    (['--dataset=nope', f'--manual_dir={DEMO}', '--data_dir=/tmp/x'], 'unknown --dataset=nope'),
+    (['--dataset=mead_dfer/back', f'--manual_dir={DEMO}', '--data_dir=/tmp/x'], "no config 'back'"),
+    (['--dataset=ravdess_dfer', f'--manual_dir={DEMO}', '--data_dir=/tmp/x', '--min_face_size=8'], '--min_face_size'),
+])
+def test_prepare_bad_arguments_one_line_exit_2(args, message):
+  r = subprocess.run([sys.executable, '-m', 'mtcae_jax.data.prepare', *args], capture_output=True, text=True,
+                     cwd=ROOT, timeout=120)
+  assert r.returncode == 2
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and message in lines[0] and 'Traceback' not in r.stderr

@@ -1,0 +1,109 @@
+"""The input pipeline on an in-memory source shaped like a TFDS data source (lists of frames, bytes paths)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+
+from mtcae_jax.configs import default
+from mtcae_jax.data import pipeline
+
+ROOT = os.path.join(os.path.dirname(__file__), '..', '..')
+
+
+def fake_source(n, frames=16, size=24):
+  """Example i: every pixel of frame t is (i, t, 0); a box and landmarks that drift with t."""
+  out = []
+  for i in range(n):
+    t = np.arange(frames, dtype=np.float32)[:, None]
+    out.append({
+        'video': [np.full((size, size, 3), (i, f, 0), np.uint8) for f in range(frames)],
+        'boxes': np.concatenate([0.2 + t / 100, 0.2 + 0 * t, 0.6 + t / 100, 0.7 + 0 * t], 1).astype(np.float32),
+        'landmarks': np.tile(np.array([[0.3, 0.3], [0.5, 0.3], [0.4, 0.45], [0.33, 0.6], [0.47, 0.6]],
+                                      np.float32), (frames, 1, 1)),
+        'face_mask': np.ones(frames, bool), 'label': i % 7, 'path': f'clip{i:02d}.mp4'.encode()})
+  return out
+
+
+def tiny_config():
+  c = default.get_config()
+  c.num_frames, c.image_size = 4, 16
+  return c
+
+
+def _unnormalise(video, config):
+  return np.asarray(video) * np.asarray(config.input.std) + np.asarray(config.input.mean)
+
+
+def test_eval_every_example_once_padded_and_masked():
+  config = tiny_config()
+  batches = list(pipeline.eval_batches(fake_source(10), config, global_batch_size=4))
+  assert len(batches) == 3
+  assert [np.asarray(b['mask']).tolist() for b in batches][-1] == [True, True, False, False]
+  seen = [int(i) for b in batches for i, m in zip(b['index'], np.asarray(b['mask'])) if m]
+  assert seen == list(range(10))
+  b = batches[0]
+  assert isinstance(b['video'], jax.Array) and b['video'].shape == (4, 4, 16, 16, 3)
+  # Centre of each of 4 segments of 16 stored frames: 2, 6, 10, 14; pixel (i, t, 0) comes back after normalising.
+  pixels = _unnormalise(b['video'], config)[:, :, 8, 8] * 255
+  np.testing.assert_allclose(pixels[1, :, 1], [2, 6, 10, 14], atol=1e-3)
+  np.testing.assert_allclose(pixels[:, 0, 0], [0, 1, 2, 3], atol=1e-3)
+  np.testing.assert_allclose(np.asarray(b['boxes'])[0, :, 0], 0.2 + np.array([2, 6, 10, 14]) / 100, atol=1e-6)
+  assert b['path'].tolist() == ['clip00.mp4', 'clip01.mp4', 'clip02.mp4', 'clip03.mp4']
+  assert np.asarray(b['label']).tolist() == [0, 1, 2, 3]
+
+
+def test_eval_temporal_views():
+  config = tiny_config()
+  b = next(pipeline.eval_batches(fake_source(2), config, global_batch_size=2, num_views=2))
+  assert b['video'].shape == (2, 2, 4, 16, 16, 3) and b['boxes'].shape == (2, 2, 4, 4)
+  frames = _unnormalise(b['video'], config)[0, :, :, 8, 8, 1] * 255
+  # Offsets 1/4 and 3/4 into segments of 4 frames: frames 1, 5, 9, 13 and 3, 7, 11, 15.
+  np.testing.assert_allclose(frames, [[1, 5, 9, 13], [3, 7, 11, 15]], atol=1e-3)
+
+
+def test_train_is_seeded_shuffled_and_resumable():
+  config = tiny_config()
+  source = fake_source(10)
+  run = lambda **kw: list(pipeline.train_batches(source, config, global_batch_size=4, seed=7, **kw))
+  first = run(num_steps=6)
+  resumed = run(start_step=4, num_steps=2)
+  for a, b in zip(first[4:], resumed):
+    assert np.array_equal(a['index'], b['index'])
+    for k in ('video', 'boxes', 'landmarks', 'face_mask', 'label'):
+      np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
+  # 2 steps per epoch (10 // 4): each epoch's 8 examples are distinct, and epochs are shuffled differently.
+  epoch0 = np.concatenate([b['index'] for b in first[:2]])
+  epoch1 = np.concatenate([b['index'] for b in first[2:4]])
+  assert len(set(epoch0)) == 8 and len(set(epoch1)) == 8 and not np.array_equal(epoch0, epoch1)
+  other = list(pipeline.train_batches(source, config, global_batch_size=4, seed=8, num_steps=1))
+  assert not np.array_equal(other[0]['index'], first[0]['index'])
+  b = first[0]
+  assert b['video'].dtype == np.float32 and b['video'].shape == (4, 4, 16, 16, 3)
+  assert (np.asarray(b['boxes']) >= 0).all() and (np.asarray(b['boxes']) <= 1).all()
+  assert np.asarray(b['mask']).all()
+
+
+def test_batches_sharded_over_data_and_fsdp_axes():
+  """4 CPU devices in a (2, 2) mesh: every example once, the batch split 4 ways (a fresh process for the flag)."""
+  script = textwrap.dedent('''
+      import os
+      os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'
+      import jax, numpy as np
+      from tests.data.test_pipeline import fake_source, tiny_config
+      from mtcae_jax.data import pipeline
+      mesh = jax.make_mesh((2, 2), ('data', 'fsdp'), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+      batches = list(pipeline.eval_batches(fake_source(10), tiny_config(), 8, mesh=mesh))
+      b = batches[0]
+      assert b['video'].sharding.spec == jax.sharding.PartitionSpec(('data', 'fsdp')), b['video'].sharding
+      assert {s.data.shape for s in b['video'].addressable_shards} == {(2, 4, 16, 16, 3)}
+      assert [int(np.asarray(x['mask']).sum()) for x in batches] == [8, 2]
+      print(sorted(int(i) for x in batches for i, m in zip(x['index'], np.asarray(x['mask'])) if m))
+  ''')
+  r = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                     env=dict(os.environ, PYTHONPATH=ROOT))
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert r.stdout.strip().splitlines()[-1] == str(list(range(10)))

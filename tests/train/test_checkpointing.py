@@ -1,0 +1,26 @@
+"""Checkpoints: which ones are kept, and a bit-exact round trip into a sharded target."""
+
+import jax
+import numpy as np
+from flax import nnx
+
+from mtcae_jax import sharding
+from mtcae_jax.train import checkpointing
+
+
+def test_keeps_latest_and_best_and_restores_exactly(tmp_path):
+  make = lambda: nnx.Linear(4, 3, rngs=nnx.Rngs(0))
+  mesh = sharding.make_mesh()
+  _, state, shardings = sharding.create_sharded(make, mesh)
+  ckpt = checkpointing.Checkpoints(tmp_path / 'ckpt', keep=2)
+  uar = {2: 0.9, 4: 0.3, 6: 0.5}  # evaluated at even steps; step 2 is the best
+  for step in range(1, 8):
+    ckpt.save(step, jax.tree.map(lambda a: a + step, state), {'step': step, 'position': 10 * step},
+              metrics={'uar': uar[step]} if step in uar else None)
+  ckpt.wait()
+  assert ckpt.all_steps() == [2, 6, 7] and ckpt.latest_step() == 7 and ckpt.best_step() == 2
+  restored, record = ckpt.restore(2, nnx.state(nnx.eval_shape(make)), shardings)
+  assert record == {'step': 2, 'position': 20} and ckpt.record(7)['position'] == 70
+  np.testing.assert_array_equal(restored['kernel'][...], state['kernel'][...] + 2)
+  assert restored['kernel'][...].sharding == shardings['kernel'].get_value()
+  ckpt.close()
