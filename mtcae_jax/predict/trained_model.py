@@ -92,11 +92,9 @@ def load(checkpoint, *, step=None, class_names=None):
 def _load_workdir(workdir, step, class_names):
   import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
 
-  from mtcae_jax.train import checkpointing  # pylint: disable=g-import-not-at-top
-  from mtcae_jax import models  # pylint: disable=g-import-not-at-top
+  from mtcae_jax import checkpointing, models  # pylint: disable=g-import-not-at-top
   ckpt = checkpointing.Checkpoints(workdir / 'checkpoints')
   try:
     steps = ckpt.all_steps()
@@ -107,43 +105,23 @@ def _load_workdir(workdir, step, class_names):
     if step is None:
       raise PredictError(f'{workdir}: no finished checkpoint in {workdir / "checkpoints"}')
     config = ml_collections.ConfigDict(ckpt.record(step)['config'])
+    graphdef, abstract = nnx.split(models.abstract_model(config))
+    # The model half of the saved (model, optimizer) state, on this process's first device, whatever mesh saved it.
+    try:
+      state, _ = ckpt.restore(step, abstract, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]), part=0)
+    except checkpointing.CheckpointMismatch as e:
+      raise PredictError(f'{workdir} (step {step}) was saved by a model with other parameters than this version '
+                         f'builds from its config ({len(e.saved_only)} saved only, {len(e.missing)} missing, e.g. '
+                         f'{", ".join(e.saved_only[:2] + e.missing[:2])})') from None
   finally:
     ckpt.close()
-  graphdef, abstract = nnx.split(models.abstract_model(config))
-  # The saved state is nnx.state((model, optimizer)): restore the model half only, on this process's first
-  # device, whatever mesh it was saved from. Leaves are saved as {'value': array}.
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = {'0': jax.tree.map(lambda x: {'value': jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)},
-                              nnx.to_pure_dict(abstract))}
-  state_dir = (workdir / 'checkpoints' / str(step) / 'state').absolute()
-  with ocp.PyTreeCheckpointer() as checkpointer:
-    # A partial restore would silently skip saved parameters this version's model lacks: refuse instead.
-    saved = _paths(checkpointer.metadata(state_dir).item_metadata.tree['0'])
-    wanted = _paths(target['0'])
-    if saved != wanted:
-      diff = sorted(saved - wanted)[:2] + sorted(wanted - saved)[:2]
-      raise PredictError(f'{workdir} (step {step}) was saved by a model with other parameters than this version '
-                         f'builds from its config ({len(saved - wanted)} saved only, {len(wanted - saved)} '
-                         f'missing, e.g. {", ".join(diff)})')
-    restored = checkpointer.restore(
-        state_dir,
-        args=ocp.args.PyTreeRestore(item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-                                    partial_restore=True))
-  is_leaf = lambda x: isinstance(x, dict) and set(x) == {'value'}
-  nnx.replace_by_pure_dict(abstract, jax.tree.map(lambda x: x['value'], restored['0'], is_leaf=is_leaf))
   faces = config.model.strategy != 'stl'
   names = list(class_names) if class_names else _class_names(workdir, config.num_classes)
-  return Predictor(fn=_jit_model(graphdef, ('boxes', 'landmarks') if faces else ()), state=abstract,
+  return Predictor(fn=_jit_model(graphdef, ('boxes', 'landmarks') if faces else ()), state=state,
                    num_frames=config.num_frames, image_size=config.image_size,
                    mean=np.asarray(config.input.mean, np.float32), std=np.asarray(config.input.std, np.float32),
                    class_names=_checked_names(names, config.num_classes), source=f'{workdir} (step {step})',
                    has_faces=faces)
-
-
-def _paths(tree):
-  import jax  # pylint: disable=g-import-not-at-top
-  return {'.'.join(str(getattr(k, 'key', k)) for k in path).removesuffix('.value')
-          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def _load_converted(path, class_names):

@@ -20,9 +20,9 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from mtcae_jax import models, sharding
+from mtcae_jax import checkpointing, models, sharding
 from mtcae_jax.data import augment, pipeline, target_stats
-from mtcae_jax.train import checkpointing, evaluate, losses, optim
+from mtcae_jax.train import evaluate, losses, optim
 
 # Config fields that may change between a run and its resumption; any other change is refused.
 RESUMABLE_CHANGES = ('data_dir', 'mesh_shape', 'distributed', 'log_every_steps', 'eval_batch_size',
@@ -122,10 +122,11 @@ def make_train_step(config, graphdef, state_sharding, mesh, stats=None):
 
 
 def restore_train_state(config, ckpt, step, mesh):
-  """(graphdef, state, state shardings) of the (model, optimizer) pair saved at `step` of `ckpt`."""
+  """(graphdef, state, state shardings, record) of the (model, optimizer) pair saved at `step` of `ckpt`."""
   graphdef, state, shardings = sharding.create_sharded(train_state_maker(config, 1), mesh)
-  state, _ = ckpt.restore(step, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state), shardings)
-  return graphdef, state, shardings
+  state, record = ckpt.restore(step, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state),
+                               shardings)
+  return graphdef, state, shardings, record
 
 
 def train_and_evaluate(config, workdir, *, stop_after=None):
@@ -269,8 +270,7 @@ def evaluate_checkpoint(config, workdir, step=None, split=None):
   step = step or ckpt.best_step() or ckpt.latest_step()
   if not step:
     raise TrainingError(f'no checkpoint in {workdir / "checkpoints"}')
-  graphdef, state, state_sharding = restore_train_state(config, ckpt, step, mesh)
-  record = ckpt.record(step)
+  graphdef, state, state_sharding, record = restore_train_state(config, ckpt, step, mesh)
   stats = record['target_stats'] if 'target_stats' in record else training_target_stats(config)
   eval_step = jax.jit(evaluate.make_eval_step(graphdef, *loss_settings(config, stats)))
   batches = pipeline.eval_batches(test_source, config, config.eval_batch_size, mesh=mesh,

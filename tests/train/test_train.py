@@ -16,7 +16,8 @@ from flax import nnx
 
 from mtcae_jax import sharding
 from conftest import small_config
-from mtcae_jax.train import checkpointing, cross_validation, loop, run_log
+from mtcae_jax import checkpointing
+from mtcae_jax.train import cross_validation, loop, run_log
 
 
 def final_params(workdir, step):
@@ -73,7 +74,7 @@ def test_frozen_encoder_keeps_its_weights(demo_data_dir, tmp_path):
   loop.train_and_evaluate(config, tmp_path)
   initial = nnx.state(loop.models.build_model(config, rngs=nnx.Rngs(config.seed)), nnx.Param)
   ckpt = checkpointing.Checkpoints(tmp_path / 'checkpoints')
-  graphdef, state, _ = loop.restore_train_state(config, ckpt, 2, sharding.make_mesh())
+  graphdef, state, _, _ = loop.restore_train_state(config, ckpt, 2, sharding.make_mesh())
   trained = nnx.state(nnx.merge(graphdef, state)[0], nnx.Param)
   for (path, before), (_, after) in zip(nnx.to_flat_state(initial), nnx.to_flat_state(trained)):
     assert np.array_equal(before[...], after[...]) == (path[0] == 'encoder'), path

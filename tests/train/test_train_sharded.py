@@ -11,7 +11,8 @@ SCRIPT = textwrap.dedent('''
     import jax, numpy as np
     jax.config.update('jax_default_matmul_precision', 'highest')
     from flax import nnx
-    from mtcae_jax.train import checkpointing, loop, run_log
+    from mtcae_jax import checkpointing
+    from mtcae_jax.train import loop, run_log
     from mtcae_jax import sharding
     from tests.conftest import small_config
     data_dir, out = sys.argv[1], pathlib.Path(sys.argv[2])
@@ -21,7 +22,7 @@ SCRIPT = textwrap.dedent('''
                             mesh_shape=shape)
       loop.train_and_evaluate(config, out / name)
       ckpt = checkpointing.Checkpoints(out / name / 'checkpoints')
-      _, state, _ = loop.restore_train_state(config, ckpt, 2, sharding.make_mesh(shape))
+      _, state, _, _ = loop.restore_train_state(config, ckpt, 2, sharding.make_mesh(shape))
       model_state = state[0]
       params = [np.asarray(x) for x in jax.tree.leaves(nnx.to_pure_dict(model_state))]
       reference = reference or params
