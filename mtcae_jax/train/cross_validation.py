@@ -14,6 +14,7 @@ from mtcae_jax.train import loop
 
 REPORTED = ('uar', 'war', 'box_iou', 'baseline_box_iou', 'landmark_nme', 'baseline_landmark_nme', 'loss_expression',
             'loss_boxes', 'loss_landmarks')
+FACE_METRICS = {'box_iou': 'box IoU', 'landmark_nme': 'landmark NME'}  # the fold table's columns
 
 
 def run(config, workdir):
@@ -43,18 +44,45 @@ def summarize(per_fold):
 
 
 def markdown(report):
-  """The report as Markdown: UAR and WAR in % per fold and mean ± std, as in the paper's Tables II-IV."""
-  extra = [m for m in ('box_iou', 'baseline_box_iou', 'landmark_nme', 'baseline_landmark_nme')
-           if m in report['mean']]
-  name = lambda m: m.replace('baseline_', '').replace('_', ' ') + (' (constant)' if m.startswith('baseline') else '')
-  head = ['fold', 'UAR (%)', 'WAR (%)'] + [name(m) for m in extra] + ['test clips']
-  lines = [f'# {report.get("dataset", "")} cross-validation ({report.get("strategy", "")}, '
-           f'{report.get("encoder", "")})', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-  for k, f in enumerate(report['folds']):
-    cells = [str(k), f'{100 * f["uar"]:.2f}', f'{100 * f["war"]:.2f}'] + [f'{f[m]:.4f}' for m in extra]
-    lines.append('| ' + ' | '.join(cells + [str(f['num_clips'])]) + ' |')
-  mean, std = report['mean'], report['std']
-  cells = ['mean ± std', f'{100 * mean["uar"]:.2f} ± {100 * std["uar"]:.2f}',
-           f'{100 * mean["war"]:.2f} ± {100 * std["war"]:.2f}'] + [f'{mean[m]:.4f} ± {std[m]:.4f}' for m in extra]
-  lines.append('| ' + ' | '.join(cells + [str(sum(f['num_clips'] for f in report['folds']))]) + ' |')
+  """The cross-validation report as Markdown (see `fold_table`)."""
+  title = (f'# {report.get("dataset", "")} cross-validation ({report.get("strategy", "")}, '
+           f'{report.get("encoder", "")})\n\n')
+  return title + fold_table([(str(k), f, None) for k, f in enumerate(report['folds'])])
+
+
+def _percent(x):
+  return f'{100 * x:.2f}' if x is not None and np.isfinite(x) else '-'
+
+
+def _with_baseline(value, baseline):
+  """'0.7012 (constant 0.5980)': a box or landmark metric beside the constant predictor's, when recorded."""
+  return value + (f' (constant {baseline})' if baseline else '')
+
+
+def fold_table(folds, mean=True):
+  """Markdown as in the paper's Tables II-IV: a row per fold, from (name, metrics or None while it runs, steps or
+  None), with UAR and WAR in %, box IoU and landmark NME beside the constant predictor's, and mean ± std over the
+  finished folds (population std, as over a fixed set of folds)."""
+  done = [m for _, m, _ in folds if m is not None]
+  faces = [k for k in FACE_METRICS if any(k in m for m in done)]
+  steps = any(s is not None for _, _, s in folds)
+  head = ['fold', 'UAR (%)', 'WAR (%)', *(FACE_METRICS[k] for k in faces), 'test clips'] + (['steps'] if steps else [])
+  row = lambda cells: '| ' + ' | '.join(cells) + ' |'
+  lines = [row(head), '|' + '---|' * len(head)]
+  for name, m, step in folds:
+    if m is None:
+      lines.append(row([name] + ['-'] * (len(head) - 2) + [f'{step} (not finished)']))
+      continue
+    face_cells = [_with_baseline(f'{m.get(k, float("nan")):.4f}',
+                                 f'{m[f"baseline_{k}"]:.4f}' if f'baseline_{k}' in m else '') for k in faces]
+    lines.append(row([name, _percent(m['uar']), _percent(m['war']), *face_cells, str(m['num_clips'])]
+                     + ([str(step)] if steps else [])))
+  if done and mean:
+    stat = lambda k, f: f(np.array([m.get(k, np.nan) for m in done], np.float64))
+    both = lambda k, fmt: f'{fmt(stat(k, np.mean))} ± {fmt(stat(k, np.std))}'
+    face_cells = [_with_baseline(both(k, '{:.4f}'.format),
+                                 f'{stat(f"baseline_{k}", np.mean):.4f}' if all(f'baseline_{k}' in m for m in done)
+                                 else '') for k in faces]
+    lines.append(row([f'mean ± std ({len(done)} folds)', both('uar', _percent), both('war', _percent), *face_cells,
+                      str(sum(m['num_clips'] for m in done))] + ([''] if steps else [])))
   return '\n'.join(lines) + '\n'

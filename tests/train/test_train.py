@@ -111,11 +111,12 @@ def test_markdown_report_from_hand_values():
                                        {'uar': 0.7, 'war': 0.8, 'num_clips': 12}])
   assert report['mean'] == pytest.approx({'uar': 0.6, 'war': 0.7})
   assert report['std'] == pytest.approx({'uar': 0.1, 'war': 0.1})
-  assert '| mean ± std | 60.00 ± 10.00 | 70.00 ± 10.00 | 22 |' in cross_validation.markdown(report)
+  assert '| mean ± std (2 folds) | 60.00 ± 10.00 | 70.00 ± 10.00 | 22 |' in cross_validation.markdown(report)
   faces = dict(box_iou=0.6, baseline_box_iou=0.3, landmark_nme=0.2, baseline_landmark_nme=0.9)
   table = cross_validation.markdown(cross_validation.summarize([{'uar': 0.5, 'war': 0.6, 'num_clips': 10, **faces}]))
-  assert '| fold | UAR (%) | WAR (%) | box iou | box iou (constant) | landmark nme | landmark nme (constant) |' in table
-  assert '| 0 | 50.00 | 60.00 | 0.6000 | 0.3000 | 0.2000 | 0.9000 | 10 |' in table
+  assert '| fold | UAR (%) | WAR (%) | box IoU | landmark NME | test clips |' in table
+  assert '| 0 | 50.00 | 60.00 | 0.6000 (constant 0.3000) | 0.2000 (constant 0.9000) | 10 |' in table
+  assert '| mean ± std (1 folds) | 50.00 ± 0.00 | 60.00 ± 0.00 | 0.6000 ± 0.0000 (constant 0.3000) |' in table
 
 
 def test_command_line_trains_evaluates_and_stops_cleanly_on_sigterm(demo_data_dir, tmp_path):
