@@ -66,8 +66,9 @@ def get_config(arg=None):
   c.model.num_landmarks = 5
   c.model.dtype = 'float32'  # compute dtype; parameters stay float32
   c.model.attention_impl = 'auto'  # auto, blockwise, einsum, xla, cudnn
-  # 'scan' (one compiled layer: fast to compile), 'unroll' (on an H100 the L/16 step 11-19% shorter, 4-7x longer
-  # to compile) or 'auto': unrolled on GPUs, scanned elsewhere. Checkpoints are the same either way.
+  # 'scan' (one compiled layer: fast to compile), 'unroll' (on GPUs a shorter step, a longer compile:
+  # docs/BENCHMARKS.md#gpu-h100-measured-2026-11-26) or 'auto': unrolled on GPUs, scanned elsewhere. Checkpoints are
+  # the same either way.
   c.model.layer_loop = 'auto'
   c.model.remat = 'none'  # none, full, dots, dots_no_batch
 

@@ -6,10 +6,10 @@ The demo data (18 clips of 6 people, in the RAVDESS layout, inside the package) 
 first use. Same model and code path as the paper's configs, scaled down to run on a laptop CPU in minutes:
 8 frames of 64 px, the 2-layer `tiny` encoder (width 32) and the cascaded decoders at depth 2, width 32.
 
-Measured on a 2-core CPU (docs/HEADS.md, about 2 minutes with the data build): the held-out person (fold 0,
-6 clips) gets box IoU 0.40 and landmark NME 0.75 where the constant predictor (the training clips' mean box and
-landmarks) gets 0.26 and 1.52; on the training clips 0.89 and 0.11 against 0.60 and 0.58. Eighteen clips are far
-too few to learn expressions across people, so expect an expression UAR near chance.
+Its boxes and landmarks against the constant predictor (the training clips' mean box and landmarks), on the
+training clips and the held-out person: docs/HEADS.md#measured; how long it takes:
+docs/BENCHMARKS.md#data-and-the-demo-cpu. Eighteen clips are far too few to learn expressions across people, so
+expect an expression UAR near chance.
 """
 
 from mtcae_jax.configs import ravdess

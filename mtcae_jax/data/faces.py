@@ -125,9 +125,10 @@ def scale_pyramid(width, height, min_face_size, scale_factor, min_size=PNET_WIND
 class _FastStage:
   """An mtcnn 1.0 stage with its network run as one TF graph, fed the clip's batch as a tensor made once.
 
-  mtcnn runs its Keras networks eagerly, op by op (about 1.7x slower than a graph), and hands every stage the clip
-  as a NumPy batch, which TF copies anew at each of the 8 pyramid levels and both patch crops. The signature leaves
-  batch and image size open, so each graph is traced once for all pyramid sizes and proposal counts.
+  mtcnn runs its Keras networks eagerly, op by op (slower than a graph: docs/DATA.md#preprocessing-throughput), and
+  hands every stage the clip as a NumPy batch, which TF copies anew at each of the 8 pyramid levels and both patch
+  crops. The signature leaves batch and image size open, so each graph is traced once for all pyramid sizes and
+  proposal counts.
   """
 
   def __init__(self, stage, to_tensor):

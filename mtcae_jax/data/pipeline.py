@@ -52,8 +52,9 @@ TARGET_KEYS = ('boxes', 'landmarks', 'face_mask')
 def read_targets(name, split, data_dir):
   """{'boxes' (N, T, 4), 'landmarks' (N, T, 5, 2), 'face_mask' (N, T)} of every example of a split, in source order.
 
-  Reads the stored records without decoding their JPEG frames (about 20x faster than full examples): TFDS keeps
-  float tensors in a record's float_list and booleans in its int64_list.
+  Reads the stored records without decoding their JPEG frames (faster than full examples:
+  docs/BENCHMARKS.md#data-and-the-demo-cpu): TFDS keeps float tensors in a record's float_list and booleans in its
+  int64_list.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   source = data_source(name, split, data_dir, deserialize_method=tfds.decode.DeserializeMethod.DESERIALIZE_NO_DECODE)

@@ -34,7 +34,8 @@ def import_tf():
   if _tf is None:
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
     # TF turns its oneDNN CPU kernels on by default only where the CPU has AVX512-VNNI, AVX-VNNI or AMX; on AVX2
-    # machines it falls back to Eigen, which runs MTCNN's small convolutions about 1.5x slower.
+    # machines it falls back to Eigen, which runs MTCNN's small convolutions slower
+    # (docs/DATA.md#preprocessing-throughput).
     os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
     with _stderr_silenced():
       import tensorflow as tf  # pylint: disable=g-import-not-at-top

@@ -1,9 +1,9 @@
 """Scaled dot-product attention with a per-backend implementation, and the two attention layers.
 
 `attend` picks the kernel: on CPU exact attention in blocks of queries with a recomputing backward pass
-(`blockwise_attention`; plain einsum + softmax is 1.4x slower in training, `jax.nn.dot_product_attention` slower
-still); on GPU the cuDNN fused kernel (half precision and the head widths it has kernels for), elsewhere XLA's fused
-path.
+(`blockwise_attention`; plain einsum + softmax and `jax.nn.dot_product_attention` train slower there:
+docs/BENCHMARKS.md#the-cpu-kernels); on GPU the cuDNN fused kernel (half precision and the head widths it has
+kernels for), elsewhere XLA's fused path.
 """
 
 import jax

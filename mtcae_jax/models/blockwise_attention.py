@@ -4,8 +4,7 @@ Plain attention materialises the (B, H, N, N) probabilities (118 MB per ViT-S la
 keeps them for the backward pass, so on a CPU its softmax and gradients run at memory speed. Here each block of
 queries sees all keys at once (an exact softmax per row, no running rescaling), the forward pass keeps only each
 row's log-sum-exp, and the backward pass recomputes a block's probabilities from it: one more QK^T per block in
-exchange for never leaving the cache. On the 2-core CPU this project is developed on, one S/16 layer's attention
-forward + backward takes 0.44 s instead of 0.61 s (docs/BENCHMARKS.md).
+exchange for never leaving the cache, which is faster on a CPU (measured: docs/BENCHMARKS.md#the-cpu-kernels).
 """
 
 import functools
@@ -14,7 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-# Queries per block, about: measured best at N = 1568 (blocks of 98 are slower, 196-392 alike).
+# Queries per block, about: the size measured best on CPU (docs/BENCHMARKS.md#the-cpu-kernels).
 BLOCK = 200
 
 

@@ -19,7 +19,7 @@ LAYER_LOOPS = ('auto', 'scan', 'unroll')
 
 def scan_layers(layer_loop):
   """Whether `model.layer_loop` scans: 'auto' unrolls on GPUs, where a scan stacks every layer's saved
-  activations with extra copies (L/16 encoder's training step on an H100: 114 ms scanned, 93 ms unrolled)."""
+  activations with extra copies (measured: docs/BENCHMARKS.md#gpu-h100-measured-2026-11-26)."""
   if layer_loop not in LAYER_LOOPS:
     raise ValueError(f'model.layer_loop must be one of {LAYER_LOOPS}, got {layer_loop!r}')
   return layer_loop == 'scan' or (layer_loop == 'auto' and jax.default_backend() != 'gpu')

@@ -24,8 +24,8 @@ def gelu(x):
 
 class Dense(nnx.Linear):
   """nnx.Linear on the input flattened to 2-D: for (B, N, D) activations XLA:CPU then emits its fast matmul for
-  the kernel gradient instead of a transposed copy and a slower one (a ViT-S fc1's forward + backward about 2x
-  faster there); the parameters and results are nnx.Linear's."""
+  the kernel gradient instead of a transposed copy and a slower one (measured: docs/BENCHMARKS.md#the-cpu-kernels);
+  the parameters and results are nnx.Linear's."""
 
   def __call__(self, x):
     lead = x.shape[:-1]
