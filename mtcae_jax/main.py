@@ -1,4 +1,4 @@
-r"""Train, evaluate or cross-validate MTCAE-DFER.
+r"""Train, evaluate or cross-validate MTCAE-DFER (also installed as `mtcae-train`).
 
     python -m mtcae_jax.main --config=configs/demo.py --workdir=runs/demo
     python -m mtcae_jax.main --config=configs/mead.py --workdir=runs/mead --config.fold=2
@@ -7,40 +7,44 @@ r"""Train, evaluate or cross-validate MTCAE-DFER.
 
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
 from mtcae_jax import cli
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/mead.py[:variant=B/16].')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints, logs and reports go; rerun to resume.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'cv'],
-                          'train: train on all folds but config.fold, then test on it; eval: test the best '
-                          'checkpoint; cv: all five folds and a report.')
+
+def define_flags(fv):
+  flags.mark_flag_as_required('config', flag_values=fv)
+  cli.DEFINE_path('workdir', None, 'Where checkpoints, logs and reports go; rerun to resume.', fv, required=True)
+  flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'cv'],
+                    'train: train on all folds but config.fold, then test on it; eval: test the best checkpoint; '
+                    'cv: all five folds and a report.', flag_values=fv)
 
 
-def main(argv):
-  del argv
+def command(fv, args):
+  del args
   logging.set_verbosity(logging.WARNING)
   from mtcae_jax.data import silent_tensorflow  # pylint: disable=g-import-not-at-top
   silent_tensorflow.import_tf()  # before clu and TFDS import TensorFlow: silently, and off the accelerators
   from mtcae_jax.train import cross_validation, loop  # pylint: disable=g-import-not-at-top
-  config = _CONFIG.value
+  config = fv.config
   if config.get('prepare_demo_data'):
     from mtcae_jax.data import demo_data  # pylint: disable=g-import-not-at-top
-    demo_data.ensure_prepared(config, _WORKDIR.value)
+    demo_data.ensure_prepared(config, fv.workdir)
   try:
-    if _MODE.value == 'cv':
-      cross_validation.run(config, _WORKDIR.value)
-    elif _MODE.value == 'eval':
-      loop.evaluate_checkpoint(config, _WORKDIR.value)
+    if fv.mode == 'cv':
+      cross_validation.run(config, fv.workdir)
+    elif fv.mode == 'eval':
+      loop.evaluate_checkpoint(config, fv.workdir)
     else:
-      loop.train_and_evaluate(config, _WORKDIR.value)
+      loop.train_and_evaluate(config, fv.workdir)
   except (loop.TrainingError, ValueError, FileNotFoundError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    raise cli.Error(e) from None
+
+
+def main(argv=None):
+  return cli.run(__doc__, define_flags, command, argv,
+                 config='Config file, e.g. configs/mead.py[:variant=B/16]; --config.x=... overrides its fields.')
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main, flags_parser=cli.parse_flags)
+  sys.exit(main())

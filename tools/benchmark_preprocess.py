@@ -9,19 +9,17 @@ how many CPUs other processes kept busy during the timed run (from /proc/stat, o
 By default it uses the 640x360 clips of the bundled demo data (actors 01 and 02, 16-32 frames each), cycled.
 """
 
-import argparse
 import functools
 import os
 import sys
 import time
 
 import cv2
+from absl import flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))  # run from a checkout without installing
-
-from mtcae_jax.data import stored_example  # pylint: disable=g-import-not-at-top
-from mtcae_jax.data import faces  # pylint: disable=g-import-not-at-top
-from mtcae_jax.data import pool as pool_lib  # pylint: disable=g-import-not-at-top
+from mtcae_jax import cli
+from mtcae_jax.data import faces, stored_example
+from mtcae_jax.data import pool as pool_lib
 
 DEMO = os.path.join(os.path.dirname(__file__), '..', 'mtcae_jax', 'data', 'demo', 'ravdess')
 
@@ -56,24 +54,26 @@ def _timed(path, min_face_size):
   return result, time.process_time() - start
 
 
-def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--src', default=DEMO)
-  p.add_argument('--workers', type=int, default=2)
-  p.add_argument('--clips', type=int, default=48)
-  p.add_argument('--min_face_size', type=int, default=faces.MIN_FACE_SIZE, help='as in mtcae_jax.data.prepare')
-  p.add_argument('--width', type=int, default=640)
-  p.add_argument('--height', type=int, default=360)
-  args = p.parse_args(argv)
+def define_flags(fv):
+  cli.DEFINE_path('src', DEMO, 'Folder of clips (searched recursively).', fv)
+  flags.DEFINE_integer('workers', 2, 'Worker processes (0: in-process).', flag_values=fv)
+  flags.DEFINE_integer('clips', 48, 'Clips to process, cycling through those found.', flag_values=fv)
+  flags.DEFINE_integer('min_face_size', faces.MIN_FACE_SIZE, 'As in mtcae_jax.data.prepare.', flag_values=fv)
+  flags.DEFINE_integer('width', 640, 'Only clips this wide (pixels) are used.', flag_values=fv)
+  flags.DEFINE_integer('height', 360, 'Only clips this high (pixels) are used.', flag_values=fv)
+
+
+def command(args, rest):
+  del rest
   if args.clips < 1 or args.workers < 0:
-    p.error('--clips must be at least 1 and --workers at least 0')
+    raise cli.Error('--clips must be at least 1 and --workers at least 0')
   try:
     faces.check_min_face_size(args.min_face_size)
   except ValueError as e:
-    p.error(f'--{e}')
+    raise cli.Error(f'--{e}') from None
   sources = _clips(args.src, args.width, args.height)
   if not sources:
-    p.exit(2, f'error: no {args.width}x{args.height} clips under {args.src}\n')
+    raise cli.Error(f'no {args.width}x{args.height} clips under {args.src}')
   paths = [sources[i % len(sources)][0] for i in range(args.clips)]
   mean_frames = sum(sources[i % len(sources)][1] for i in range(args.clips)) / args.clips
   init = functools.partial(stored_example.init_worker, args.min_face_size)
@@ -88,7 +88,8 @@ def main(argv=None):
     own = time.process_time() - own + sum(c for _, c in results)
   failed = [reason for (_, reason), _ in results if reason is not None]
   if len(failed) == len(results):
-    p.exit(1, f'error: every clip failed, e.g. {failed[0]}\n')
+    cli.error(f'every clip failed, e.g. {failed[0]}')
+    return 1
   cpu = sum(c for _, c in results) / args.clips
   others = 'unknown' if busy is None else f'{max(busy - own, 0) / seconds:.2f}'
   print(f'{args.clips} clips of {args.width}x{args.height} ({mean_frames:.0f} frames on average) with '
@@ -96,6 +97,10 @@ def main(argv=None):
         f'{cpu:.3f} CPU s a clip in the workers ({args.workers / cpu:.1f} clips/s with a free core each); '
         f'{os.cpu_count()} CPUs, other processes kept {others} CPUs busy, load average {os.getloadavg()[0]:.2f}')
   return 0
+
+
+def main(argv=None):
+  return cli.run(__doc__, define_flags, command, argv)
 
 
 if __name__ == '__main__':

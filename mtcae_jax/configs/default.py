@@ -35,7 +35,7 @@ def get_config(arg=None):
     raise ValueError(f'preset must be one of {PRESETS}, got {arg.preset!r}')
   c = ml_collections.ConfigDict()
   c.seed = 0
-  # A directory written by tools/convert_checkpoint.py: the encoder (and with `stl` its fc_norm and head) starts
+  # A directory written by `python -m mtcae_jax.pretrained`: the encoder (and with `stl` its fc_norm and head) starts
   # from those weights; see mtcae_jax.pretrained.convert.maybe_init_from.
   c.init_from = ''
   c.dataset = ''

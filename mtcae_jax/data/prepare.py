@@ -1,4 +1,5 @@
-"""Builds one of the datasets from its manual download: what users run (no `tfds` command-line extras needed).
+"""Builds one of the datasets from its manual download: what users run (no `tfds` command-line extras needed; also
+installed as `mtcae-prepare`).
 
     python -m mtcae_jax.data.prepare --dataset=ravdess_dfer --manual_dir=DIR --data_dir=DIR [--workers=N]
     python -m mtcae_jax.data.prepare --dataset=ravdess_dfer/video_speech_8class --manual_dir=DIR --data_dir=DIR
@@ -7,36 +8,31 @@ Writes array_record files (read with `tfds.data_source`) and prints the split si
 Bad arguments give a one-line error and exit status 2.
 """
 
-import argparse
 import os
 import sys
 
+from absl import flags
+
+from mtcae_jax import cli
 from mtcae_jax.data import faces, silent_tensorflow
 
 SHOW_SKIPPED = 20
-
-
-class _Parser(argparse.ArgumentParser):
-
-  def error(self, message):
-    self.exit(2, f'{self.prog}: error: {message}\n')
 
 
 class UsageError(Exception):
   pass
 
 
-def _parse(argv):
-  p = _Parser(prog='python -m mtcae_jax.data.prepare', description=__doc__.split('\n')[0])
-  p.add_argument('--dataset', required=True, help='ravdess_dfer, crema_d_dfer or mead_dfer, optionally /CONFIG')
-  p.add_argument('--manual_dir', required=True, help='the unpacked download, in the layout of docs/DATA.md')
-  p.add_argument('--data_dir', required=True, help='where TFDS writes the prepared dataset')
-  p.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='worker processes (0: in-process)')
-  p.add_argument('--drop_faceless', action='store_true', help='leave out clips with no face in any frame')
-  p.add_argument('--min_face_size', type=int, default=faces.MIN_FACE_SIZE,
-                 help='smallest face MTCNN searches for, in pixels of the 224x224 frame (mtcnn itself: 20)')
-  p.add_argument('--overwrite', action='store_true', help='rebuild if the prepared dataset already exists')
-  return p, p.parse_args(argv)
+def define_flags(fv):
+  flags.DEFINE_string('dataset', None, 'ravdess_dfer, crema_d_dfer or mead_dfer, optionally /CONFIG.', flag_values=fv)
+  flags.mark_flag_as_required('dataset', flag_values=fv)
+  cli.DEFINE_path('manual_dir', None, 'The unpacked download, in the layout of docs/DATA.md.', fv, required=True)
+  cli.DEFINE_path('data_dir', None, 'Where TFDS writes the prepared dataset.', fv, required=True)
+  flags.DEFINE_integer('workers', os.cpu_count() or 1, 'Worker processes (0: in-process).', flag_values=fv)
+  flags.DEFINE_bool('drop_faceless', False, 'Leave out clips with no face in any frame.', flag_values=fv)
+  flags.DEFINE_integer('min_face_size', faces.MIN_FACE_SIZE, 'Smallest face MTCNN searches for, in pixels of the '
+                       '224x224 frame (mtcnn itself: 20).', flag_values=fv)
+  flags.DEFINE_bool('overwrite', False, 'Rebuild if the prepared dataset already exists.', flag_values=fv)
 
 
 def make_builder(dataset, data_dir, workers=None, drop_faceless=False, min_face_size=faces.MIN_FACE_SIZE):
@@ -71,23 +67,23 @@ def prepare(builder, manual_dir, overwrite=False):
   return builder.info.metadata
 
 
-def main(argv=None):
-  parser, args = _parse(argv)
+def command(args, rest):
+  del rest
   if not os.path.isdir(args.manual_dir):
-    parser.error(f'--manual_dir={args.manual_dir} is not a directory')
+    raise cli.Error(f'--manual_dir={args.manual_dir} is not a directory')
   if args.workers < 0:
-    parser.error(f'--workers must be >= 0, got {args.workers}')
+    raise cli.Error(f'--workers must be >= 0, got {args.workers}')
   if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
-    parser.error(f'--data_dir={args.data_dir} exists and is not a directory')
+    raise cli.Error(f'--data_dir={args.data_dir} exists and is not a directory')
   silent_tensorflow.import_tf()
   try:
     builder = make_builder(args.dataset, args.data_dir, args.workers, args.drop_faceless, args.min_face_size)
     meta = prepare(builder, args.manual_dir, args.overwrite)
   except UsageError as e:
-    parser.error(str(e))
+    raise cli.Error(e) from None
   except ValueError as e:
     if str(e).startswith('no '):  # no clip of the dataset under manual_dir
-      parser.error(str(e))
+      raise cli.Error(e) from None
     raise
   splits = builder.info.splits
   print(f'{builder.info.full_name}: ' + ', '.join(f'{s} {splits[s].num_examples}' for s in sorted(splits)) +
@@ -101,6 +97,11 @@ def main(argv=None):
   if len(skipped) > SHOW_SKIPPED:
     print(f'  ... and {len(skipped) - SHOW_SKIPPED} more')
   return 0
+
+
+def main(argv=None):
+  """The command line (default sys.argv[1:], without the program name) -> the exit status."""
+  return cli.run(__doc__, define_flags, command, argv)
 
 
 if __name__ == '__main__':

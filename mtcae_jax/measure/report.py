@@ -2,19 +2,20 @@ r"""Plots and tables of a finished (or running) training or cross-validation wor
 
     python -m mtcae_jax.measure.report runs/demo          # -> runs/demo/report/{curves.png, confusion.png, report.md}
     python -m mtcae_jax.measure.report runs/mead_cv       # the same per fold, the table of folds, the summed confusion
+    mtcae-report runs/demo                                # the same, as the installed console script
 
 From the workdir's files only (log.jsonl, metrics.json, cv_report.json): no TensorFlow, no model. Curves: the
 loss of each task, training and evaluation, box IoU and landmark NME beside the constant baseline's, and UAR/WAR
 at each evaluation. A fold still training shows its curves so far and is left out of the table's mean.
 """
 
-import argparse
 import json
 import pathlib
 import sys
 
 import numpy as np
 
+from mtcae_jax import cli
 from mtcae_jax.train import run_log
 
 TASKS = ('loss', 'loss_boxes', 'loss_landmarks', 'loss_expression')
@@ -165,18 +166,20 @@ def report(workdir):
   return md
 
 
-def main(argv=None):
-  p = argparse.ArgumentParser(prog='python -m mtcae_jax.measure.report', description=__doc__.split('\n\n')[0])
-  p.add_argument('workdir', help='a training or cross-validation workdir')
-  args = p.parse_args(argv)
+def _command(fv, args):
+  del fv
+  workdir = cli.expand(args[0])
   try:
-    md = report(args.workdir)
+    md = report(workdir)
   except (ReportError, OSError, ValueError, KeyError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+    raise cli.Error(e) from None
   print(md, end='')
-  print(f'written: {pathlib.Path(args.workdir) / "report"}')
-  return 0
+  print(f'written: {pathlib.Path(workdir) / "report"}')
+
+
+def main(argv=None):
+  """`python -m mtcae_jax.measure.report WORKDIR`: argv without the program name (default sys.argv[1:]) -> status."""
+  return cli.run(__doc__, lambda fv: None, _command, argv, positional=('workdir',))
 
 
 if __name__ == '__main__':

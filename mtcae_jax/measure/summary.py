@@ -1,4 +1,5 @@
-r"""Parameter counts, output shapes and analytic GFLOPs of a config's model, without allocating it.
+r"""Parameter counts, output shapes and analytic GFLOPs of a config's model, without allocating it (also installed
+as `mtcae-summary`).
 
     python -m mtcae_jax.measure.summary --config=configs/mead.py
     python -m mtcae_jax.measure.summary --config=configs/mead.py:variant=B/16 --config.model.strategy=nonshared_vit
@@ -10,17 +11,12 @@ import sys
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags, logging
+from absl import flags, logging
 from flax import nnx
-from ml_collections import config_flags
 
 from mtcae_jax import cli, models
 from mtcae_jax.measure import flops
 from mtcae_jax.models import mtcae
-
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/mead.py[:variant=B/16].')
-_BATCH = flags.DEFINE_integer('batch', 1, 'Batch size of the printed output shapes.')
-
 
 def parameter_counts(model):
   """{part: number of parameters} for the encoder, each decoder and each head, plus 'total'."""
@@ -86,16 +82,23 @@ def summarize(config, batch=1):
   return '\n'.join(lines)
 
 
-def main(argv):
-  del argv
+def define_flags(fv):
+  flags.mark_flag_as_required('config', flag_values=fv)
+  flags.DEFINE_integer('batch', 1, 'Batch size of the printed output shapes.', lower_bound=1, flag_values=fv)
+
+
+def command(fv, args):
+  del args
   logging.set_verbosity(logging.WARNING)
   try:
-    print(summarize(_CONFIG.value, _BATCH.value))
+    print(summarize(fv.config, fv.batch))
   except ValueError as e:  # a config the model rejects, e.g. an unknown variant
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    raise cli.Error(e) from None
+
+
+def main(argv=None):
+  return cli.run(__doc__, define_flags, command, argv, config='Config file, e.g. configs/mead.py[:variant=B/16].')
 
 
 if __name__ == '__main__':
-  flags.mark_flag_as_required('config')
-  app.run(main, flags_parser=cli.parse_flags)
+  sys.exit(main())

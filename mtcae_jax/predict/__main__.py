@@ -1,14 +1,15 @@
-r"""Run a trained model on videos: expression probabilities, and per frame the face box and five landmarks.
+r"""Run a trained model on videos: expression probabilities, and per frame the face box and five landmarks (also
+installed as `mtcae-predict`).
 
     python -m mtcae_jax.predict --checkpoint=runs/demo --video=clip.mp4 --output=clip.json \
         --overlay=clip.gif --sheet=clip.png
     python -m mtcae_jax.predict --checkpoint=runs/demo --video=videos/ --output=predictions.jsonl
 
 `--checkpoint` is a training workdir (its best checkpoint, else its latest; `--step` picks another) or a
-directory written by `mtcae_jax.pretrained.convert` (run as `stl`: expression only). Frames are sampled and resized as for
-training: 16 evenly spaced frames squashed to 224 px and JPEG-coded as the datasets store them, then the model's
-`num_frames` of those at its `image_size`. No face detector runs: the model's own heads give the face, mapped back
-to the source video's pixels (x right, y down, edges of the frame at 0 and width/height).
+directory written by `python -m mtcae_jax.pretrained` (run as `stl`: expression only). Frames are sampled and
+resized as for training: 16 evenly spaced frames squashed to 224 px and JPEG-coded as the datasets store them, then
+the model's `num_frames` of those at its `image_size`. No face detector runs: the model's own heads give the face,
+mapped back to the source video's pixels (x right, y down, edges of the frame at 0 and width/height).
 
 A folder (searched recursively for video files), several `--video`s or `--videos_from=LIST` run as a batch and
 write JSON lines, one per video; a video that cannot be read gets a line with its `error` and the rest go on.
@@ -16,45 +17,40 @@ Exit status: 0 when every video was predicted, 1 when some were (the failed ones
 stderr), 2 when none was or the command itself is wrong (bad flags, not a checkpoint): then one line `error: ...`.
 """
 
-import argparse
 import json
 import os
 import pathlib
 import sys
 
+from absl import flags, logging
+
+from mtcae_jax import cli
 from mtcae_jax.predict.inference import expand, predict_many, predict_video
 from mtcae_jax.predict.trained_model import PredictError, load
 
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):
-    print(f'error: {message} (see --help)', file=sys.stderr)
-    sys.exit(2)
+def define_flags(fv):
+  cli.DEFINE_path('checkpoint', None, 'A training workdir or a converted checkpoint directory.', fv, required=True)
+  cli.DEFINE_multi_path('video', [], 'A video file or folder; repeat for a batch.', fv)
+  cli.DEFINE_path('videos_from', None, 'A text file listing videos, one a line.', fv)
+  cli.DEFINE_path('output', None, 'JSON (one video) or JSON lines (a batch); default: stdout.', fv)
+  cli.DEFINE_path('overlay', None, 'One video only: write the annotated frames as .mp4 or .gif.', fv)
+  cli.DEFINE_path('sheet', None, 'One video only: write a contact sheet of the annotated frames (.png).', fv)
+  flags.DEFINE_integer('step', None, 'The checkpoint step (default: the best, else the latest).', flag_values=fv)
+  flags.DEFINE_string('class_names', None, 'Comma-separated names (default: those of the run).', flag_values=fv)
+  flags.DEFINE_integer('batch_size', 8, 'Clips per model call in a batch.', flag_values=fv)
+  flags.DEFINE_integer('workers', 0, 'Decoding threads (0: up to 8, one per core).', flag_values=fv)
 
 
-def _parse(argv):
-  p = _Parser(prog='python -m mtcae_jax.predict', description=__doc__.split('\n\n')[0],
-              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--checkpoint', required=True, help='a training workdir or a converted checkpoint directory')
-  p.add_argument('--video', action='append', default=[], help='a video file or folder; repeat for a batch')
-  p.add_argument('--videos_from', '--videos-from', help='a text file listing videos, one a line')
-  p.add_argument('--output', help='JSON (one video) or JSON lines (a batch); default: stdout')
-  p.add_argument('--overlay', help='one video only: write the annotated frames as .mp4 or .gif')
-  p.add_argument('--sheet', help='one video only: write a contact sheet of the annotated frames (.png)')
-  p.add_argument('--step', type=int, help='the checkpoint step (default: the best, else the latest)')
-  p.add_argument('--class_names', '--class-names', help='comma-separated names (default: those of the run)')
-  p.add_argument('--batch_size', '--batch-size', type=int, default=8, help='clips per model call in a batch')
-  p.add_argument('--workers', type=int, default=0, help='decoding threads (0: up to 8, one per core)')
-  args = p.parse_args(argv)
-  if not args.video and not args.videos_from:
-    p.error('give --video=PATH (a file or folder) or --videos_from=LIST')
-  if args.batch_size < 1:
-    p.error(f'--batch_size must be >= 1, got {args.batch_size}')
+def _check(fv):
+  if not fv.video and not fv.videos_from:
+    raise cli.Error('give --video=PATH (a file or folder) or --videos_from=LIST')
+  if fv.batch_size < 1:
+    raise cli.Error(f'--batch_size must be >= 1, got {fv.batch_size}')
   for flag, suffixes in (('overlay', ('.mp4', '.gif')), ('sheet', ('.png', '.jpg'))):
-    value = getattr(args, flag)
+    value = fv[flag].value
     if value and not value.lower().endswith(suffixes):
-      p.error(f'--{flag} must end in {" or ".join(suffixes)}, got {value}')
-  return args
+      raise cli.Error(f'--{flag} must end in {" or ".join(suffixes)}, got {value}')
 
 
 def _write(path, text):
@@ -64,9 +60,9 @@ def _write(path, text):
     pathlib.Path(path).write_text(text)
 
 
-def main(argv=None):
-  args = _parse(sys.argv[1:] if argv is None else argv)
-  from absl import logging  # pylint: disable=g-import-not-at-top
+def command(args, rest):
+  del rest
+  _check(args)
   logging.set_verbosity(logging.ERROR)  # orbax warns about metadata files of older checkpoints, every time
   # FFmpeg prints its own diagnosis of a bad file ('moov atom not found') to stderr; ours is the one line.
   os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
@@ -95,8 +91,7 @@ def main(argv=None):
       return 0
     return _batch(predictor, paths, args)
   except (PredictError, video.VideoError, OSError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+    raise cli.Error(e) from None
 
 
 def _batch(predictor, paths, args):
@@ -116,11 +111,15 @@ def _batch(predictor, paths, args):
     if out is not sys.stdout:
       out.close()
   if failed == len(paths):
-    print(f'error: none of the {len(paths)} videos could be read', file=sys.stderr)
-    return 2
+    raise cli.Error(f'none of the {len(paths)} videos could be read')
   if failed:
     print(f'{failed} of {len(paths)} videos could not be read (their lines have an "error")', file=sys.stderr)
   return 1 if failed else 0
+
+
+def main(argv=None):
+  """The command line (default sys.argv[1:], without the program name) -> the exit status."""
+  return cli.run(__doc__, define_flags, command, argv)
 
 
 if __name__ == '__main__':

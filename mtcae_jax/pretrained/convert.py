@@ -31,8 +31,8 @@ KNOWN_HEADS = {384: 6, 512: 8, 768: 12, 1024: 16, 1280: 16}  # VideoMAE S/B/L/H 
 DEFAULT_IMAGE_SIZE = {'vit': 224, 'lgi_former': 160}  # for known widths: VideoMAE at 224 px, MAE-DFER at 160 px
 DEFAULT_REGION_SIZE = (2, 5, 10)  # MAE-DFER's released LGI-Former
 ENCODERS = {'vit': (vit.VideoViT, vit.ViTConfig), 'lgi_former': (lgi_former.LGIFormer, lgi_former.LGIConfig)}
-FLAGS = {'num_heads': '--num-heads', 'image_size': '--image-size', 'num_frames': '--num-frames',
-         'region_size': '--region-size'}
+FLAGS = {'num_heads': '--num_heads', 'image_size': '--image_size', 'num_frames': '--num_frames',
+         'region_size': '--region_size'}
 # Encoder config fields that do not change the weights or their meaning, so a model may differ in them.
 NOT_COMPARED = ('drop_path', 'decoder_tokens', 'pool')
 CONFIG_KEY = {'num_frames': 'num_frames', 'image_size': 'image_size', 'ln_eps': 'model.encoder.ln_eps',
@@ -107,7 +107,7 @@ def _encoder_config(src, found, overrides):
               f'the patch embedding has tubelets of {tubelet} frames')
   if sizes['num_heads'] is None:
     if width not in KNOWN_HEADS:
-      raise err(f'cannot tell the number of attention heads of a width-{width} encoder: pass --num-heads=N')
+      raise err(f'cannot tell the number of attention heads of a width-{width} encoder: pass --num_heads=N')
     sizes['num_heads'], origin['num_heads'] = KNOWN_HEADS[width], f'known width {width}'
   for field, default in (('image_size', DEFAULT_IMAGE_SIZE[found.architecture]), ('num_frames', 16)):
     if sizes[field] is None:
@@ -120,7 +120,7 @@ def _encoder_config(src, found, overrides):
                 image_size=int(sizes['image_size']), qkv_bias=f'blocks.0.{attn}.q_bias' in t,
                 ln_eps=float(overrides.get('ln_eps') or found.ln_eps))
   if found.architecture == 'vit' and sizes['region_size'] is not None:
-    raise err('--region-size applies to LGI-Former checkpoints only; this is a VideoMAE ViT')
+    raise err('--region_size applies to LGI-Former checkpoints only; this is a VideoMAE ViT')
   try:
     if found.architecture == 'vit':
       cfg = vit.ViTConfig(**fields)
@@ -133,7 +133,7 @@ def _encoder_config(src, found, overrides):
     raise err(str(e)) from None
   if found.architecture == 'lgi_former' and need('lg_region_tokens').shape[0] != cfg.num_regions:
     raise err(f"'lg_region_tokens' holds {need('lg_region_tokens').shape[0]} region tokens but region size "
-              f'{cfg.region_size} on the token grid {cfg.grid} gives {cfg.num_regions}: pass --region-size=T,H,W')
+              f'{cfg.region_size} on the token grid {cfg.grid} gives {cfg.num_regions}: pass --region_size=T,H,W')
   return cfg, {k: v for k, v in origin.items() if v is not None}
 
 

@@ -1,10 +1,10 @@
-"""Where a run's numbers go: TensorBoard and stdout (clu metric writers) and a JSON-lines file in the workdir."""
+"""Where a run's numbers go: TensorBoard event files, absl's log and a JSON-lines file in the workdir."""
 
 import json
 import pathlib
 import time
 
-from clu import metric_writers
+from mtcae_jax.train import event_writer
 
 
 class RunLog:
@@ -12,7 +12,7 @@ class RunLog:
   def __init__(self, workdir, *, is_main=True):
     self.path = pathlib.Path(workdir) / 'log.jsonl'
     self.is_main = is_main
-    self.writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
+    self.writer = event_writer.EventWriter(workdir if is_main else None)  # TensorBoard files on the main host
 
   def write(self, step, split, metrics):
     """Scalars of `split` ('train', 'eval') at `step`, e.g. {'loss': 0.3, 'uar': 0.8}."""

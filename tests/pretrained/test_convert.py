@@ -26,7 +26,8 @@ from mtcae_jax.pretrained.torch_reader import CheckpointError, load_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures', 'mae_dfer')
-TOOL = os.path.join(ROOT, 'tools', 'convert_checkpoint.py')
+COMMAND = ['-m', 'mtcae_jax.pretrained']
+TOOL = [os.path.join(ROOT, 'tools', 'convert_checkpoint.py')]  # the old name, a wrapper of the command
 
 
 def fixture(name):
@@ -42,10 +43,10 @@ def assert_parity(out, ref, keys):
     assert err <= 1e-4 * np.abs(ref[k]).max(), f'{k}: max-abs error {err} vs reference max {np.abs(ref[k]).max()}'
 
 
-def start_tool(*args):
-  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''), JAX_PLATFORMS='cpu')
-  return subprocess.Popen([sys.executable, TOOL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=env, cwd=ROOT)
+def start_tool(*args, command=None):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.Popen([sys.executable, *(command or COMMAND), *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 
 def finish(process):
@@ -53,8 +54,8 @@ def finish(process):
   return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-def run_tool(*args):
-  return finish(start_tool(*args))
+def run_tool(*args, command=None):
+  return finish(start_tool(*args, command=command))
 
 
 def write_safetensors(path, tensors):
@@ -122,10 +123,10 @@ def test_fixture_metadata(converted):
   assert vit_meta['format'] == 'mae_dfer_finetune' and vit_meta['encoder']['name'] == 'vit'
 
 
-@pytest.mark.parametrize('name', ['lgi_tiny_finetune', 'vit_tiny_finetune'])
-def test_tool_converts_each_fixture(name, tmp_path):
+@pytest.mark.parametrize('name, command', [('lgi_tiny_finetune', COMMAND), ('vit_tiny_finetune', TOOL)])
+def test_tool_converts_each_fixture(name, command, tmp_path):
   # The saved args give input size and frames; they cannot give the heads of these small widths.
-  result = run_tool(f'--src={fixture(name)[0]}', f'--out={tmp_path / "out"}', '--num-heads=4')
+  result = run_tool(f'--src={fixture(name)[0]}', f'--out={tmp_path / "out"}', '--num_heads=4', command=command)
   assert result.returncode == 0, result.stderr
   assert 'MAE-DFER fine-tuned checkpoint' in result.stdout and 'num_heads 4 (flag)' in result.stdout
   assert os.path.exists(tmp_path / 'out' / 'config.json')
@@ -134,10 +135,10 @@ def test_tool_converts_each_fixture(name, tmp_path):
 def test_tool_asks_for_the_heads_it_cannot_know_and_refuses_disagreeing_flags(tmp_path):
   src = fixture('lgi_tiny_finetune')[0]
   result = run_tool(f'--src={src}', f'--out={tmp_path / "a"}')
-  assert result.returncode == 2 and result.stderr.count('\n') == 1 and '--num-heads' in result.stderr
-  result = run_tool(f'--src={src}', f'--out={tmp_path / "b"}', '--num-heads=4', '--image-size=224')
+  assert result.returncode == 2 and result.stderr.count('\n') == 1 and '--num_heads' in result.stderr
+  result = run_tool(f'--src={src}', f'--out={tmp_path / "b"}', '--num_heads=4', '--image_size=224')
   assert result.returncode == 2 and result.stderr.count('\n') == 1
-  assert "--image-size=224 disagrees with the checkpoint's args (image_size=160)" in result.stderr
+  assert "--image_size=224 disagrees with the checkpoint's args (image_size=160)" in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -392,7 +393,7 @@ def hostile_zip(path, marker):
 
 def bad_files(tmp):
   """name -> (the file, extra flags, words the one-line error must contain)."""
-  sizes = ['--num-heads=4', '--image-size=64', '--num-frames=16']
+  sizes = ['--num_heads=4', '--image_size=64', '--num_frames=16']
   with open(tmp / 'notes.txt', 'w') as f:
     f.write('these are not weights\n')
   with open(fixture('vit_tiny_finetune')[0], 'rb') as f:
