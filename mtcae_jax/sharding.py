@@ -34,9 +34,15 @@ def make_mesh(shape=(-1, 1, 1), devices=None):
                        devices=devices)
 
 
-def batch_sharding(mesh):
-  """Leading (batch) axis split over data x fsdp, the rest replicated."""
-  return NamedSharding(mesh, P(BATCH_AXES))
+def batch_sharding(mesh, global_batch_size=None):
+  """Leading (batch) axis split over the mesh's batch axes (data x fsdp), the rest replicated. Given the global
+  batch size, checks that it divides over those shards and over the processes that each load a part of it."""
+  axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
+  shards = int(np.prod([mesh.shape[a] for a in axes]))
+  if global_batch_size is not None and (global_batch_size % shards or global_batch_size % jax.process_count()):
+    raise ValueError(f'global batch {global_batch_size} must divide over {shards} batch shards and '
+                     f'{jax.process_count()} processes')
+  return NamedSharding(mesh, P(axes))
 
 
 def replicated(mesh):

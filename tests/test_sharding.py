@@ -24,7 +24,8 @@ SCRIPT = textwrap.dedent('''
     mesh = sharding.make_mesh((2, 2, 2))
     graphdef, state, shardings = sharding.create_sharded(make, mesh)
     batch = jax.device_put(video, sharding.batch_sharding(mesh))
-    fn = jax.jit(lambda s, v: nnx.merge(graphdef, s)(v)['logits'], in_shardings=(shardings, sharding.batch_sharding(mesh)))
+    fn = jax.jit(lambda s, v: nnx.merge(graphdef, s)(v)['logits'],
+                 in_shardings=(shardings, sharding.batch_sharding(mesh)))
     out = fn(state, batch)
     qkv = state['encoder']['blocks']['attn']['qkv']['kernel'][...]
     print(json.dumps({'err': float(jnp.abs(out - reference).max()), 'qkv_spec': str(qkv.sharding.spec),

@@ -19,11 +19,11 @@ import itertools
 import jax
 import numpy as np
 
-from mtcae_jax import sharding
+from mtcae_jax import sharding as sharding_lib
 from mtcae_jax.data import folds, silent_tensorflow
 from mtcae_jax.data import augment as augment_lib
+from mtcae_jax.data import video as video_lib
 
-BATCH_AXES = sharding.BATCH_AXES
 DEVICE_KEYS = ('video', 'boxes', 'landmarks', 'face_mask', 'label', 'mask')
 train_split = folds.train_split
 
@@ -70,40 +70,41 @@ def read_targets(name, split, data_dir):
 
 def default_mesh():
   """A one-device mesh, for when none is given."""
-  return sharding.make_mesh((1, 1, 1))
-
-
-def temporal_indices(num_stored, num_frames, offset=0.5):
-  """`num_frames` of the stored frames, one per equal segment, at `offset` (0-1) into each segment."""
-  return np.minimum(((np.arange(num_frames) + offset) * num_stored / num_frames).astype(np.int64), num_stored - 1)
+  return sharding_lib.make_mesh((1, 1, 1))
 
 
 def view_offsets(num_views):
   return [(v + 0.5) / num_views for v in range(num_views)]
 
 
+def normalize(pixels, mean, std):
+  """Pixels in [0, 1] -> the encoder's input: standardised by the dataset-wide `mean` and `std` per channel."""
+  return (pixels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+
+
+def model_input(stored, num_frames, image_size, mean, std, offset=0.5):
+  """Stored frames (uint8, T x 224 x 224 x 3) -> (indices, input): the `num_frames` frames sampled at `offset`,
+  each squashed whole to `image_size` and normalised. What evaluation and prediction both give the model."""
+  t = video_lib.sample_indices(len(stored), num_frames, offset)
+  pixels = augment_lib.warp(stored[t], augment_lib.FULL, image_size).astype(np.float32) / 255
+  return t, normalize(pixels, mean, std)
+
+
 def preprocess(raw, config, rng=None, offset=0.5, augment=augment_lib.AugmentConfig()):
   """One stored example -> float32 arrays at config.num_frames x config.image_size; augmented if `rng`."""
   stored = np.asarray(raw['video'])
-  t = temporal_indices(len(stored), config.num_frames, offset)
-  video, boxes = stored[t], np.asarray(raw['boxes'], np.float32)[t]
-  landmarks, face_mask = np.asarray(raw['landmarks'], np.float32)[t], np.asarray(raw['face_mask'], bool)[t]
   if rng is None:
-    video = augment_lib.warp(video, augment_lib.FULL, config.image_size).astype(np.float32) / 255
+    t, video = model_input(stored, config.num_frames, config.image_size, config.input.mean, config.input.std,
+                           offset)
   else:
+    t = video_lib.sample_indices(len(stored), config.num_frames, offset)
+  boxes = np.asarray(raw['boxes'], np.float32)[t]
+  landmarks, face_mask = np.asarray(raw['landmarks'], np.float32)[t], np.asarray(raw['face_mask'], bool)[t]
+  if rng is not None:
     video, boxes, landmarks, face_mask = augment_lib.augment(
-        rng, video, boxes, landmarks, face_mask, config.image_size, augment)
-  mean, std = np.asarray(config.input.mean, np.float32), np.asarray(config.input.std, np.float32)
-  return dict(video=(video - mean) / std, boxes=boxes, landmarks=landmarks, face_mask=face_mask)
-
-
-def _batch_sharding(mesh, global_batch_size):
-  axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
-  shards = int(np.prod([mesh.shape[a] for a in axes]))
-  if global_batch_size % shards or global_batch_size % jax.process_count():
-    raise ValueError(f'global batch {global_batch_size} must divide over {shards} batch shards and '
-                     f'{jax.process_count()} processes')
-  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axes))
+        rng, stored[t], boxes, landmarks, face_mask, config.image_size, augment)
+    video = normalize(video, config.input.mean, config.input.std)
+  return dict(video=video, boxes=boxes, landmarks=landmarks, face_mask=face_mask)
 
 
 def _to_global(local, sharding, global_batch_size):
@@ -156,7 +157,7 @@ def train_batches(source, config, global_batch_size, *, mesh=None, seed=None, st
   left for the next epoch's shuffle). Process p takes rows p*B/P ... (p+1)*B/P of each global batch.
   """
   mesh = mesh or default_mesh()
-  sharding = _batch_sharding(mesh, global_batch_size)
+  sharding = sharding_lib.batch_sharding(mesh, global_batch_size)
   seed = config.seed if seed is None else seed
   steps_per_epoch = len(source) // global_batch_size
   if steps_per_epoch == 0:
@@ -192,7 +193,7 @@ def eval_batches(source, config, global_batch_size, *, mesh=None, num_views=1, n
   on axis 1: average the views' class scores per example, as MAE-DFER does.
   """
   mesh = mesh or default_mesh()
-  sharding = _batch_sharding(mesh, global_batch_size)
+  sharding = sharding_lib.batch_sharding(mesh, global_batch_size)
   per_process = global_batch_size // jax.process_count()
   loader = _Loader(source, config, num_threads)
   n = len(source)

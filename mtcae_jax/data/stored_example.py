@@ -28,6 +28,12 @@ def encode_jpeg(frame, quality=JPEG_QUALITY):
   return data.tobytes()
 
 
+def as_stored(frames):
+  """RGB frames as a dataset stores them and gives them back: JPEG-coded at JPEG_QUALITY, then decoded."""
+  return np.stack([cv2.cvtColor(cv2.imdecode(np.frombuffer(encode_jpeg(f), np.uint8), cv2.IMREAD_COLOR),
+                                cv2.COLOR_BGR2RGB) for f in frames])
+
+
 def clip_example(path, labeler, num_frames=NUM_FRAMES, size=IMAGE_SIZE, crop='squash'):
   """Reads, samples, resizes and labels one clip. Raises video.VideoError for an unusable file.
 

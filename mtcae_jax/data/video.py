@@ -28,15 +28,17 @@ class Clip:
   source_size: tuple[int, int]  # (width, height)
 
 
-def sample_indices(num_source_frames, num_frames=16):
-  """The centre frame of each of `num_frames` equal segments of the clip.
+def sample_indices(num_source_frames, num_frames=16, offset=0.5):
+  """`num_frames` frames of a clip of `num_source_frames`, one per equal segment, at `offset` (0-1) into each: the
+  segments' centres by default. The one sampling rule: of a video's frames when a dataset is built or a video is
+  predicted, and of the stored frames in the input pipeline (where other offsets give other temporal views).
 
   A clip shorter than `num_frames` repeats its frames evenly (each about num_frames / num_source_frames times).
   """
   if num_source_frames < 1:
     raise VideoError('no frames')
   i = np.arange(num_frames)
-  return ((2 * i + 1) * num_source_frames // (2 * num_frames)).astype(np.int64)  # floor((i + 0.5) * n / T)
+  return np.minimum(((i + offset) * num_source_frames / num_frames).astype(np.int64), num_source_frames - 1)
 
 
 def to_rgb(frame):

@@ -15,7 +15,8 @@ import pathlib
 
 import numpy as np
 
-from mtcae_jax.predict.trained_model import PredictError, Predictor, load  # pylint: disable=unused-import  # the API here too
+# The loader's API is this module's too: `inference.load(...)`, `inference.PredictError`.
+from mtcae_jax.predict.trained_model import PredictError, Predictor, load  # pylint: disable=unused-import
 
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.flv', '.m4v', '.mpg', '.mpeg', '.wmv')
 
@@ -38,26 +39,25 @@ def decode(path, predictor, keep_frames=False):
   """Reads `path` as training does. Raises video.VideoError (one line) for a missing or unreadable file."""
   import cv2  # pylint: disable=g-import-not-at-top
 
-  from mtcae_jax.data import augment, pipeline, stored_example, video  # pylint: disable=g-import-not-at-top
+  from mtcae_jax.data import pipeline, stored_example, video  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(path):
     raise video.VideoError('no such file')
   # The whole source frame is kept only when it is drawn on; read_clip resizes the same way either way.
-  clip = video.read_clip(path, num_frames=stored_example.NUM_FRAMES, size=None if keep_frames else stored_example.IMAGE_SIZE)
+  clip = video.read_clip(path, num_frames=stored_example.NUM_FRAMES,
+                         size=None if keep_frames else stored_example.IMAGE_SIZE)
   stored = clip.frames
   if keep_frames:
     stored = np.stack([video.resize(f, stored_example.IMAGE_SIZE) for f in clip.frames])
   # The datasets store JPEGs: code and decode the same way, so the model sees the pixels it was trained on.
-  stored = np.stack([cv2.cvtColor(cv2.imdecode(np.frombuffer(stored_example.encode_jpeg(f), np.uint8), cv2.IMREAD_COLOR),
-                                  cv2.COLOR_BGR2RGB) for f in stored])
-  t = pipeline.temporal_indices(len(stored), predictor.num_frames)  # as pipeline.preprocess at evaluation
-  pixels = augment.warp(stored[t], augment.FULL, predictor.image_size).astype(np.float32) / 255
+  t, model_video = pipeline.model_input(stored_example.as_stored(stored), predictor.num_frames, predictor.image_size,
+                                        predictor.mean, predictor.std)
   frames = None
   if keep_frames:
     from mtcae_jax.predict import overlay  # pylint: disable=g-import-not-at-top
     s = overlay.display_scale(*clip.source_size)
     frames = clip.frames[t] if s == 1 else np.stack(
         [cv2.resize(f, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) for f in clip.frames[t]])
-  return Decoded(path=str(path), video=(pixels - predictor.mean) / predictor.std, indices=clip.indices[t],
+  return Decoded(path=str(path), video=model_video, indices=clip.indices[t],
                  source_size=clip.source_size, fps=clip.fps, num_source_frames=clip.num_source_frames,
                  frames=frames)
 

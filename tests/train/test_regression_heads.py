@@ -15,6 +15,7 @@ from mtcae_jax.configs import demo
 from conftest import tiny_config
 from mtcae_jax import models
 from mtcae_jax.data import demo_data, pipeline, target_stats
+from mtcae_jax.data import video as video_lib
 from mtcae_jax.predict import inference, trained_model
 from mtcae_jax.train import evaluate, loop
 
@@ -83,7 +84,7 @@ def test_training_and_evaluation_paths_give_the_same_targets(mtcnn_demo_data_dir
   for row, i in enumerate(batch['index']):
     raw = source[int(i)]
     offset = np.random.default_rng([config.seed, 0, int(i)]).uniform()  # the training path's frame choice
-    frames = pipeline.temporal_indices(len(raw['video']), config.num_frames, offset)
+    frames = video_lib.sample_indices(len(raw['video']), config.num_frames, offset)
     evaluation = pipeline.preprocess(raw, config, offset=offset)
     for k in ('boxes', 'landmarks', 'face_mask'):
       np.testing.assert_array_equal(np.asarray(batch[k])[row], evaluation[k], err_msg=k)
@@ -95,7 +96,7 @@ def test_training_and_evaluation_paths_give_the_same_targets(mtcnn_demo_data_dir
   batch = next(pipeline.eval_batches(test_source, config, 4))
   for row, i in enumerate(batch['index']):
     raw = test_source[int(i)]
-    frames = pipeline.temporal_indices(len(raw['video']), config.num_frames)
+    frames = video_lib.sample_indices(len(raw['video']), config.num_frames)
     for k in ('boxes', 'landmarks', 'face_mask'):
       np.testing.assert_array_equal(np.asarray(batch[k])[row], np.asarray(raw[k])[frames], err_msg=k)
 
@@ -122,7 +123,7 @@ def test_demo_training_learns_boxes_and_landmarks_beyond_the_constant(mtcnn_demo
   ious = []
   for i in range(len(test_source)):
     raw = test_source[i]
-    for t in pipeline.temporal_indices(len(raw['video']), config.num_frames):
+    for t in video_lib.sample_indices(len(raw['video']), config.num_frames):
       if raw['face_mask'][t]:
         ious.append(_hand_iou(stats['boxes'], raw['boxes'][t]))
   assert held_out['baseline_box_iou'] == pytest.approx(np.mean(ious), abs=1e-6)
