@@ -158,7 +158,7 @@ class FaceLabeler:
 
   def __init__(self, min_face_size=MIN_FACE_SIZE):
     self.min_face_size = check_min_face_size(min_face_size)
-    silent_tensorflow.import_tf()  # before mtcnn imports TensorFlow itself, so TF comes up quiet and off the GPU
+    silent_tensorflow.require_data_extra()  # before mtcnn imports TensorFlow itself: quiet and off the GPU
     from mtcnn import MTCNN  # pylint: disable=g-import-not-at-top
     from mtcnn.stages import StageONet, StagePNet, StageRNet, stage_pnet  # pylint: disable=g-import-not-at-top
     stage_pnet.build_scale_pyramid = scale_pyramid  # what P-Net's stage calls; see scale_pyramid

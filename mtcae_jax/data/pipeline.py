@@ -57,11 +57,13 @@ def read_targets(name, split, data_dir):
   int64_list.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  source = data_source(name, split, data_dir, deserialize_method=tfds.decode.DeserializeMethod.DESERIALIZE_NO_DECODE)
+  # TFDS's own copy of the tf.train.Example proto: DESERIALIZE_NO_DECODE would parse with TensorFlow's.
+  from tensorflow_datasets.proto import tf_example_pb2  # pylint: disable=g-import-not-at-top
+  source = data_source(name, split, data_dir, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
   features = source.dataset_info.features
   out = {k: [] for k in TARGET_KEYS}
   for i in range(len(source)):
-    stored = source[i].features.feature
+    stored = tf_example_pb2.Example.FromString(source[i]).features.feature
     for k in TARGET_KEYS:
       dtype, kind = features[k].np_dtype, stored[k].WhichOneof('kind')
       out[k].append(np.asarray(getattr(stored[k], kind).value, dtype).reshape(features[k].shape))

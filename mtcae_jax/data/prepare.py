@@ -56,7 +56,14 @@ def make_builder(dataset, data_dir, workers=None, drop_faceless=False, min_face_
 
 
 def prepare(builder, manual_dir, overwrite=False):
-  """Builds into the builder's data_dir from `manual_dir` (array_record); returns the dataset's metadata."""
+  """Builds into the builder's data_dir from `manual_dir` (array_record); returns the dataset's metadata.
+
+  Raises UsageError, one line naming the `[data]` extra, where TensorFlow or mtcnn is missing: only building needs
+  them (a builder is made, and a prepared dataset read, without)."""
+  try:
+    silent_tensorflow.require_data_extra()
+  except silent_tensorflow.MissingDataExtra as e:
+    raise UsageError(str(e)) from None
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
   if overwrite:

@@ -52,7 +52,8 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   RELEASE_NOTES = {'1.0.0': 'First release: 16 frames at 224 px, MTCNN boxes and landmarks, 5 actor folds.'}
   LAYOUT = ''  # the manual_dir layout, for messages
   HOMEPAGE = ''
-  CITATION = ''
+  CITATION = ''  # BibTeX of the dataset's paper
+  LICENSE = ''  # the dataset's own terms, which its clips keep when prepared
 
   def __init__(self, *, workers=None, drop_faceless=False, pool=None, min_face_size=faces.MIN_FACE_SIZE,
                **kwargs):
@@ -78,7 +79,9 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _info(self):
     features = tfds.features.FeaturesDict({
-        'video': tfds.features.Video((T, S, S, 3), encoding_format='jpeg'),
+        # What tfds.features.Video stores (the same records, so datasets built with it read the same), but Video
+        # needs TensorFlow even to be constructed, and this lets training read the data without it.
+        'video': tfds.features.Sequence(tfds.features.Image(shape=(S, S, 3), encoding_format='jpeg'), length=T),
         'boxes': tfds.features.Tensor(shape=(T, 4), dtype=np.float32),
         'landmarks': tfds.features.Tensor(shape=(T, 5, 2), dtype=np.float32),
         'face_mask': tfds.features.Tensor(shape=(T,), dtype=np.bool_),
@@ -90,8 +93,8 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         'path': tfds.features.Text(),
     })
     return tfds.core.DatasetInfo(
-        builder=self, description=self.__doc__, features=features, homepage=self.HOMEPAGE,
-        citation=self.CITATION, metadata=tfds.core.MetadataDict())
+        builder=self, description=f'{self.__doc__}\n\nLicence: {self.LICENSE}', features=features,
+        homepage=self.HOMEPAGE, citation=self.CITATION, license=self.LICENSE, metadata=tfds.core.MetadataDict())
 
   def _download_and_prepare(self, dl_manager, download_config=None):
     self._skipped, self._faceless, self._excluded, self._fold_actors = [], [], 0, {}
