@@ -239,3 +239,12 @@ def test_prepare_bad_arguments_one_line_exit_2(args, message):
   assert r.returncode == 2
   lines = r.stderr.strip().splitlines()
   assert len(lines) == 1 and message in lines[0] and 'Traceback' not in r.stderr
+
+
+@pytest.mark.parametrize('name', ['ravdess_dfer', 'crema_d_dfer', 'mead_dfer'])
+def test_builder_info_cites_the_dataset_and_names_its_homepage_and_licence(name, tmp_path):
+  info = prepare.make_builder(name, str(tmp_path)).info  # nothing built: the info is the builder's code
+  assert info.citation.startswith('@') and info.citation.rstrip().endswith('}') and 'year = {20' in info.citation
+  assert info.homepage.startswith('https://')
+  license_text = info.redistribution_info.license
+  assert license_text and license_text in info.description

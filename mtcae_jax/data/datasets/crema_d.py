@@ -20,6 +20,20 @@ class CremaDDfer(base.DferBuilder):
   name = 'crema_d_dfer'  # TFDS's own `crema_d` is the audio dataset
   LAYOUT = 'VideoFlash/AAAA_SSS_EEE_II.flv'
   HOMEPAGE = 'https://github.com/CheyneyComputerScience/CREMA-D'
+  LICENSE = ('Open Database License (ODbL v1.0); the individual contents under the Database Contents License '
+             '(DbCL v1.0)')
+  CITATION = """\
+@article{cao2014cremad,
+  title = {{CREMA-D}: Crowd-sourced Emotional Multimodal Actors Dataset},
+  author = {Cao, Houwei and Cooper, David G. and Keutmann, Michael K. and Gur, Ruben C. and Nenkova, Ani and
+            Verma, Ragini},
+  journal = {IEEE Transactions on Affective Computing},
+  volume = {5},
+  number = {4},
+  pages = {377--390},
+  year = {2014},
+  doi = {10.1109/TAFFC.2014.2336244},
+}"""
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Clone or download the CREMA-D repository (its media are in Git LFS) and place its `VideoFlash` folder in
   manual_dir, giving `manual_dir/VideoFlash/1001_DFA_ANG_XX.flv` etc. Other folders (AudioWAV, ...) are ignored.

@@ -26,6 +26,17 @@ class MeadDfer(base.DferBuilder):
   name = 'mead_dfer'
   LAYOUT = '<ACTOR>/video/<view>/<emotion>/level_<k>/<NNN>.mp4'
   HOMEPAGE = 'https://wywu.github.io/projects/MEAD/MEAD.html'
+  LICENSE = 'For research use only, under the terms on the MEAD page (accepted when downloading)'
+  CITATION = """\
+@inproceedings{wang2020mead,
+  title = {{MEAD}: A Large-scale Audio-visual Dataset for Emotional Talking-face Generation},
+  author = {Wang, Kaisiyuan and Wu, Qianyi and Song, Linsen and Yang, Zhuoqian and Wu, Wayne and Qian, Chen and
+            He, Ran and Qiao, Yu and Loy, Chen Change},
+  booktitle = {European Conference on Computer Vision (ECCV)},
+  pages = {700--717},
+  year = {2020},
+  doi = {10.1007/978-3-030-58589-1_42},
+}"""
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Download the per-actor archives (`M003/video.tar`, ...) from the MEAD page and extract each into
   `manual_dir/<ACTOR>/`, giving `manual_dir/M003/video/front/angry/level_1/001.mp4` etc. Audio folders are ignored.

@@ -37,6 +37,19 @@ class RavdessDfer(base.DferBuilder):
   name = 'ravdess_dfer'
   LAYOUT = 'Actor_NN/MM-VV-EE-II-SS-RR-NN.mp4'
   HOMEPAGE = 'https://zenodo.org/record/1188976'
+  LICENSE = 'CC BY-NC-SA 4.0 (Creative Commons Attribution-NonCommercial-ShareAlike 4.0 International)'
+  CITATION = """\
+@article{livingstone2018ravdess,
+  title = {The {Ryerson Audio-Visual Database of Emotional Speech and Song (RAVDESS)}: A dynamic, multimodal set
+           of facial and vocal expressions in {North American English}},
+  author = {Livingstone, Steven R. and Russo, Frank A.},
+  journal = {PLoS ONE},
+  volume = {13},
+  number = {5},
+  pages = {e0196391},
+  year = {2018},
+  doi = {10.1371/journal.pone.0196391},
+}"""
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Download the video archives `Video_Speech_Actor_01.zip` ... `Video_Speech_Actor_24.zip` (and, for the `all_*`
   configs, `Video_Song_Actor_NN.zip`) from the RAVDESS Zenodo record and unzip them all into manual_dir, giving
