@@ -11,7 +11,12 @@ decoder of the authors' public code: 3 layers of width 256, encoder frozen).
 
 import ml_collections
 
+from mtcae_jax.models import lgi_former
+
 PRESETS = ('paper', 'paper_code')
+# Input normalisation of the MAE-DFER / VideoMAE encoders (ImageNet statistics); converted checkpoints use it too.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def parse_arg(arg, **defaults):
@@ -42,8 +47,7 @@ def get_config(arg=None):
   c.num_classes = 7
   c.num_frames = 16  # Sec. III-A: 16 x 224 x 224 x 3 clips
   c.image_size = 160 if arg.variant.startswith('LGI') else 224  # MAE-DFER's LGI-Former is trained at 160 px
-  # Input normalisation of the MAE-DFER / VideoMAE encoder (ImageNet statistics).
-  c.input = ml_collections.ConfigDict(dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)))
+  c.input = ml_collections.ConfigDict(dict(mean=IMAGENET_MEAN, std=IMAGENET_STD))
 
   c.model = ml_collections.ConfigDict()
   c.model.strategy = arg.strategy
@@ -53,7 +57,7 @@ def get_config(arg=None):
       layer_scale_init=0.0, drop_path=0.0, ln_eps=1e-6, output_norm=False, frozen=False,
       # LGI-Former only: token-grid region size, and what the decoders attend to: 'local' (the local tokens in
       # raster order), 'local+region' (those, then the region tokens) or 'region' (with `stl`: MAE-DFER's head).
-      region_size=(2, 5, 10), decoder_tokens='local'))
+      region_size=lgi_former.LGIConfig.region_size, decoder_tokens='local'))
   # Sec. IV-B: "5-layer, 3-head ViT Decoder"; Sec. III-C: feature dimension 512. The per-head width follows the
   # authors' Keras code (key_dim = width); the MLP (2 x width, GELU on both layers) and dropout as in that code.
   c.model.decoder = ml_collections.ConfigDict(dict(

@@ -85,10 +85,6 @@ def _metrics(workdir):
   return json.loads(path.read_text()) if path.exists() else None
 
 
-def _percent(x):
-  return f'{100 * x:.2f}' if x is not None and np.isfinite(x) else '-'
-
-
 def run_report(workdir, out):
   """Curves and the confusion matrix of one training workdir into `out`; returns its metrics (or None)."""
   from mtcae_jax.train import evaluate  # pylint: disable=g-import-not-at-top
@@ -101,36 +97,9 @@ def run_report(workdir, out):
   return records, metrics
 
 
-def _with_baseline(m, key):
-  """'0.7012 (constant 0.5980)': a box or landmark metric beside the constant predictor's, when recorded."""
-  cell = f'{m.get(key, float("nan")):.4f}'
-  return cell + (f' (constant {m[f"baseline_{key}"]:.4f})' if f'baseline_{key}' in m else '')
-
-
-def fold_table(folds, mean=True):
-  """Markdown: one row per fold (name, metrics or None, last logged step), mean ± std over the finished ones."""
-  lines = ['| fold | UAR (%) | WAR (%) | box IoU | landmark NME | test clips | steps |', '|---' * 7 + '|']
-  done = []
-  for name, m, step in folds:
-    if m is None:
-      lines.append(f'| {name} | - | - | - | - | - | {step} (not finished) |')
-      continue
-    done.append(m)
-    cells = [_percent(m['uar']), _percent(m['war']), _with_baseline(m, 'box_iou'), _with_baseline(m, 'landmark_nme'),
-             str(m['num_clips']), str(step)]
-    lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-  if done and mean:
-    stat = lambda k, f: f(np.array([m[k] for m in done], np.float64))
-    lines.append(f'| mean ± std ({len(done)} folds) '
-                 f'| {_percent(stat("uar", np.mean))} ± {_percent(stat("uar", np.std))} '
-                 f'| {_percent(stat("war", np.mean))} ± {_percent(stat("war", np.std))} | | | '
-                 f'{sum(m["num_clips"] for m in done)} | |')
-  return '\n'.join(lines) + '\n'
-
-
 def report(workdir):
   """Writes WORKDIR/report/ and returns the Markdown summary. Raises ReportError."""
-  from mtcae_jax.train import evaluate  # pylint: disable=g-import-not-at-top
+  from mtcae_jax.train import cross_validation, evaluate  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
   if not workdir.is_dir():
     raise ReportError(f'{workdir}: no such directory')
@@ -146,7 +115,7 @@ def report(workdir):
       if m:  # every clip is tested in exactly one fold: the folds' matrices add up to the whole dataset's
         total = np.asarray(m['confusion_matrix']) + (0 if total is None else total)
         names = m['class_names']
-    md = f'# Cross-validation: {workdir.name}\n\n' + fold_table(folds)
+    md = f'# Cross-validation: {workdir.name}\n\n' + cross_validation.fold_table(folds)
     if total is not None:
       evaluate.plot_confusion(total, names, out / 'confusion.png')
       md += '\n![confusion, all folds](confusion.png)\n'
@@ -159,7 +128,7 @@ def report(workdir):
     out.mkdir(exist_ok=True)
     records, m = run_report(workdir, out)
     step = max((r['step'] for r in records), default=0)
-    md = f'# {workdir.name}\n\n' + fold_table([('test fold', m, step)], mean=False)
+    md = f'# {workdir.name}\n\n' + cross_validation.fold_table([('test fold', m, step)], mean=False)
     md += '\n![curves](curves.png)\n' if records else ''
     md += '\n![confusion](confusion.png)\n' if m else ''
   (out / 'report.md').write_text(md)

@@ -52,8 +52,8 @@ class LGIConfig(vit.EncoderSize):
     grid = self.grid
     if len(self.region_size) != 3 or any(s <= 0 or g % s for g, s in zip(grid, self.region_size)):
       raise ValueError(f'LGI-Former region size {self.region_size} does not tile the token grid {grid} '
-                       f'({self.num_frames} frames at {self.image_size} px); LGI/512 with region size (2, 5, 10) '
-                       'needs 16 frames at 160 px')
+                       f'({self.num_frames} frames at {self.image_size} px); LGI/512 with region size '
+                       f'{LGIConfig.region_size} needs {LGIConfig.num_frames} frames at {LGIConfig.image_size} px')
 
   @property
   def regions(self):

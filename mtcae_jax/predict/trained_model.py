@@ -11,9 +11,6 @@ import pathlib
 
 import numpy as np
 
-# The input normalisation of MAE-DFER and VideoMAE encoders (configs/default.py), for converted checkpoints.
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 class PredictError(ValueError):
@@ -127,6 +124,7 @@ def _load_workdir(workdir, step, class_names):
 def _load_converted(path, class_names):
   from flax import nnx  # pylint: disable=g-import-not-at-top
 
+  from mtcae_jax.configs import default  # pylint: disable=g-import-not-at-top
   from mtcae_jax.pretrained import convert  # pylint: disable=g-import-not-at-top
   meta = convert.read_config(path)
   if not meta.get('num_classes'):
@@ -135,7 +133,8 @@ def _load_converted(path, class_names):
   graphdef, state = nnx.split(convert.load_converted(path))
   names = list(class_names) if class_names else [str(i) for i in range(meta['num_classes'])]
   return Predictor(fn=_jit_model(graphdef, ()), state=state, num_frames=meta['encoder']['num_frames'],
-                   image_size=meta['encoder']['image_size'], mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                   image_size=meta['encoder']['image_size'], mean=np.asarray(default.IMAGENET_MEAN, np.float32),
+                   std=np.asarray(default.IMAGENET_STD, np.float32),
                    class_names=_checked_names(names, meta['num_classes']), source=f'{path} (converted)',
                    has_faces=False)
 

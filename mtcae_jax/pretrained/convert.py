@@ -21,16 +21,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from flax import nnx
+from flax import nnx, traverse_util
 
+from mtcae_jax import checkpointing
 from mtcae_jax.models import attention, layers, lgi_former, vit
 from mtcae_jax.pretrained import formats
 from mtcae_jax.pretrained.torch_reader import CheckpointError
 
-KNOWN_HEADS = {384: 6, 512: 8, 768: 12, 1024: 16, 1280: 16}  # VideoMAE S/B/L/H and MAE-DFER's LGI/512
-DEFAULT_IMAGE_SIZE = {'vit': 224, 'lgi_former': 160}  # for known widths: VideoMAE at 224 px, MAE-DFER at 160 px
-DEFAULT_REGION_SIZE = (2, 5, 10)  # MAE-DFER's released LGI-Former
 ENCODERS = {'vit': (vit.VideoViT, vit.ViTConfig), 'lgi_former': (lgi_former.LGIFormer, lgi_former.LGIConfig)}
+# The heads of the released widths (VideoMAE S/B/L/H, MAE-DFER's LGI/512), from the encoders' variant tables.
+KNOWN_HEADS = {width: heads for table in (vit.VARIANTS, lgi_former.VARIANTS)
+               for name, (width, _, heads, _) in table.items() if name != 'tiny'}
 FLAGS = {'num_heads': '--num_heads', 'image_size': '--image_size', 'num_frames': '--num_frames',
          'region_size': '--region_size'}
 # Encoder config fields that do not change the weights or their meaning, so a model may differ in them.
@@ -109,7 +110,8 @@ def _encoder_config(src, found, overrides):
     if width not in KNOWN_HEADS:
       raise err(f'cannot tell the number of attention heads of a width-{width} encoder: pass --num_heads=N')
     sizes['num_heads'], origin['num_heads'] = KNOWN_HEADS[width], f'known width {width}'
-  for field, default in (('image_size', DEFAULT_IMAGE_SIZE[found.architecture]), ('num_frames', 16)):
+  config_class = ENCODERS[found.architecture][1]  # its defaults: the released models' input sizes
+  for field, default in (('image_size', config_class.image_size), ('num_frames', config_class.num_frames)):
     if sizes[field] is None:
       if width not in KNOWN_HEADS:
         raise err(f'cannot tell the {field.replace("_", " ")} of a width-{width} encoder: pass {FLAGS[field]}=N')
@@ -127,7 +129,7 @@ def _encoder_config(src, found, overrides):
       cfg.grid  # validates the input size
     else:
       if sizes['region_size'] is None:
-        sizes['region_size'], origin['region_size'] = DEFAULT_REGION_SIZE, 'MAE-DFER default'
+        sizes['region_size'], origin['region_size'] = lgi_former.LGIConfig.region_size, 'MAE-DFER default'
       cfg = lgi_former.LGIConfig(**fields, region_size=sizes['region_size'], pool=found.hints.get('pool', 'region'))
   except ValueError as e:
     raise err(str(e)) from None
@@ -139,24 +141,6 @@ def _encoder_config(src, found, overrides):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Original names -> Flax parameters.
-
-def _flatten(tree, prefix=()):
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      yield from _flatten(v, prefix + (k,))
-    else:
-      yield prefix + (k,), v
-
-
-def _unflatten(items):
-  out = {}
-  for path, v in items:
-    d = out
-    for k in path[:-1]:
-      d = d.setdefault(k, {})
-    d[path[-1]] = v
-  return out
-
 
 def _original_name(path):
   """Flax path (below `encoder` and the block axis) -> original name: patch_embed.kernel -> patch_embed.proj.weight."""
@@ -194,7 +178,7 @@ def _map_tensors(src, found, abstract):
                             f'{_original_shape(name, shape)}')
     return _to_flax(name, t.pop(name))  # pop: the source copy is freed as soon as it is converted
 
-  for path, like in _flatten(abstract):
+  for path, like in traverse_util.flatten_dict(abstract).items():
     inner = path[1:] if path[0] == 'encoder' else path
     if inner[0] == 'blocks':
       depth = like.shape[0]
@@ -207,7 +191,7 @@ def _map_tensors(src, found, abstract):
     first = found.names.get(leftover[0], leftover[0])
     raise CheckpointError(f"{os.fsdecode(src)}: unsupported encoder tensor '{first}'"
                           + (f' (and {len(leftover) - 1} more)' if len(leftover) > 1 else ''))
-  return _unflatten(out)
+  return traverse_util.unflatten_dict(dict(out))
 
 
 def _sha256(path):
@@ -251,7 +235,7 @@ def convert_checkpoint(src, out_dir, *, num_heads=None, image_size=None, num_fra
   }
   _, abstract = nnx.split(_abstract(meta))
   state = _map_tensors(src, found, nnx.to_pure_dict(abstract))
-  meta['encoder_params'] = int(sum(v.size for _, v in _flatten(state['encoder'])))
+  meta['encoder_params'] = int(sum(v.size for v in traverse_util.flatten_dict(state['encoder']).values()))
   meta['dropped_keys'] = found.dropped
   meta['missing_keys'] = [] if classifier else ['fc_norm.weight', 'fc_norm.bias', 'head.weight', 'head.bias']
   os.makedirs(out_dir, exist_ok=True)
@@ -294,17 +278,17 @@ def read_config(out_dir):
                           ) from None
 
 
-def _restore(out_dir, meta, abstract_state):
+def _read_state(out_dir, abstract_state):
+  """The arrays `convert_checkpoint` saved in `out_dir`, as a nested dict shaped like `abstract_state`."""
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(abstract_state))
-  with ocp.StandardCheckpointer() as checkpointer:
-    return checkpointer.restore(os.path.abspath(os.path.join(out_dir, 'state')), target)
+  return checkpointing.restore_tree(os.path.join(out_dir, 'state'), target)
 
 
 def load_converted(out_dir):
   """The ConvertedEncoder saved by `convert_checkpoint` in `out_dir`."""
   meta = read_config(out_dir)
   graphdef, state = nnx.split(_abstract(meta, impl=attention.resolve_impl('auto', jnp.float32)))
-  nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, _restore(out_dir, meta, state)))
+  nnx.replace_by_pure_dict(state, _read_state(out_dir, state))
   return nnx.merge(graphdef, state)
 
 
@@ -346,7 +330,7 @@ def load_encoder_into(model, out_dir):
     raise ValueError(f'{os.fsdecode(out_dir)}: the converted encoder does not match the model config: '
                      + '; '.join(problems))
   _, abstract = nnx.split(_abstract(meta))
-  restored = _restore(out_dir, meta, abstract)
+  restored = _read_state(out_dir, abstract)
   _assign(model.encoder, restored['encoder'])
   loaded = ['encoder']
   if getattr(model, 'strategy', None) == 'stl' and meta['fc_norm']:

@@ -17,7 +17,7 @@ import time
 import jax
 import numpy as np
 import optax
-from flax import nnx
+from flax import nnx, traverse_util
 from tqdm import tqdm
 
 from mtcae_jax import checkpointing, models, sharding
@@ -65,11 +65,7 @@ def trainable(config):
 
 def config_changes(saved, current):
   """Dotted names of the fields that differ between two config dicts, ignoring RESUMABLE_CHANGES."""
-  def flat(d, prefix=''):
-    out = {}
-    for k, v in d.items():
-      out.update(flat(v, f'{prefix}{k}.') if isinstance(v, dict) else {f'{prefix}{k}': v})
-    return out
+  flat = lambda d: traverse_util.flatten_dict(d, sep='.')
   a, b = {**SAVED_BEFORE, **flat(saved)}, flat(current)
   return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
 

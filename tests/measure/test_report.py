@@ -55,7 +55,7 @@ def test_cross_validation_table_and_summed_confusion(tmp_path):
   assert rows == ['| fold_0 | 100.00 | 100.00 | 0.5000 | 0.1000 | 3 | 4 |',
                   '| fold_1 | 50.00 | 66.67 | 0.5000 | 0.1000 | 3 | 4 |',
                   '| fold_2 | - | - | - | - | - | 1 (not finished) |',
-                  '| mean ± std (2 folds) | 75.00 ± 25.00 | 83.33 ± 16.67 | | | 6 | |']
+                  '| mean ± std (2 folds) | 75.00 ± 25.00 | 83.33 ± 16.67 | 0.5000 ± 0.0000 | 0.1000 ± 0.0000 | 6 |  |']
   out = tmp_path / 'cv' / 'report'
   for k in range(3):
     png(out / f'fold_{k}' / 'curves.png')
