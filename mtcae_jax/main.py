@@ -24,20 +24,20 @@ def command(fv, args):
   del args
   logging.set_verbosity(logging.WARNING)
   from mtcae_jax.data import silent_tensorflow  # pylint: disable=g-import-not-at-top
-  silent_tensorflow.import_tf()  # before clu and TFDS import TensorFlow: silently, and off the accelerators
+  silent_tensorflow.import_tf()  # where installed: before TFDS imports it, silently and off the accelerators
   from mtcae_jax.train import cross_validation, loop  # pylint: disable=g-import-not-at-top
   config = fv.config
-  if config.get('prepare_demo_data'):
-    from mtcae_jax.data import demo_data  # pylint: disable=g-import-not-at-top
-    demo_data.ensure_prepared(config, fv.workdir)
   try:
+    if config.get('prepare_demo_data'):
+      from mtcae_jax.data import demo_data  # pylint: disable=g-import-not-at-top
+      demo_data.ensure_prepared(config, fv.workdir)
     if fv.mode == 'cv':
       cross_validation.run(config, fv.workdir)
     elif fv.mode == 'eval':
       loop.evaluate_checkpoint(config, fv.workdir)
     else:
       loop.train_and_evaluate(config, fv.workdir)
-  except (loop.TrainingError, ValueError, FileNotFoundError) as e:
+  except (loop.TrainingError, ValueError, FileNotFoundError, silent_tensorflow.MissingDataExtra) as e:
     raise cli.Error(e) from None
 
 

@@ -19,7 +19,7 @@ from flax import nnx
 
 from mtcae_jax import models, sharding
 from mtcae_jax.measure import profiling, summary
-from mtcae_jax.train import loop
+from mtcae_jax.train import step as train_step
 
 # Dense (no sparsity) peak TFLOP/s from the vendors' data sheets. Under JAX's default matmul precision a float32
 # matmul runs as TF32 on these cards, so float32 is rated at the TF32 peak. Longer names are matched first.
@@ -113,11 +113,11 @@ def device_peak(dtype, matmul):
 
 
 def jax_train(config, batch_size, steps, profile=None):
-  """Compile and time the training run's own step (`loop.make_train_step`) on a synthetic batch; with
+  """Compile and time the training run's own step (`train_step.make_train_step`) on a synthetic batch; with
   `profile` (a directory), then trace 3 more steps there and add the device time per kernel."""
   mesh = sharding.make_mesh(tuple(config.mesh_shape))
-  graphdef, state, state_sharding = sharding.create_sharded(loop.train_state_maker(config, 1000), mesh)
-  step = loop.make_train_step(config, graphdef, state_sharding, mesh)
+  graphdef, state, state_sharding = sharding.create_sharded(train_step.train_state_maker(config, 1000), mesh)
+  step = train_step.make_train_step(config, graphdef, state_sharding, mesh)
   batch = jax.device_put(synthetic_batch(config, batch_size), sharding.batch_sharding(mesh))
 
   start = time.perf_counter()

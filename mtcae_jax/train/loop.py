@@ -16,13 +16,13 @@ import time
 
 import jax
 import numpy as np
-import optax
 from flax import nnx, traverse_util
 from tqdm import tqdm
 
-from mtcae_jax import checkpointing, models, sharding
+from mtcae_jax import checkpointing, sharding
 from mtcae_jax.data import augment, pipeline, target_stats
-from mtcae_jax.train import evaluate, losses, optim
+from mtcae_jax.train import evaluate
+from mtcae_jax.train import step as step_lib
 
 # Config fields that may change between a run and its resumption; any other change is refused.
 RESUMABLE_CHANGES = ('data_dir', 'mesh_shape', 'distributed', 'log_every_steps', 'eval_batch_size',
@@ -56,13 +56,6 @@ def training_target_stats(config):
     raise TrainingError(f'{config.dataset} {split}: {e}') from None
 
 
-def trainable(config):
-  """The parameters the optimizer updates: all, or all but the encoder's when it is frozen."""
-  if config.model.encoder.frozen:
-    return nnx.All(nnx.Param, nnx.Not(nnx.PathContains('encoder')))
-  return nnx.Param
-
-
 def config_changes(saved, current):
   """Dotted names of the fields that differ between two config dicts, ignoring RESUMABLE_CHANGES."""
   flat = lambda d: traverse_util.flatten_dict(d, sep='.')
@@ -77,49 +70,9 @@ def class_names(source, num_classes):
     return [str(i) for i in range(num_classes)]
 
 
-def train_state_maker(config, total_steps):
-  """A function making the (model, optimizer) pair that training updates; its nnx state is what is saved."""
-  def make():
-    model = models.build_model(config, rngs=nnx.Rngs(config.seed))
-    return model, nnx.Optimizer(model, optim.make_optimizer(config.optimizer, total_steps), wrt=trainable(config))
-  return make
-
-
-def loss_settings(config, stats):
-  """(task weights, regression scales or None) for `losses.multitask_loss`; `stats`: data/target_stats.py."""
-  weights = {t: config.loss[t] for t in ('boxes', 'landmarks', 'expression')}
-  return weights, (losses.regression_scales(stats) if config.loss.normalize_regression and stats else None)
-
-
-def make_train_step(config, graphdef, state_sharding, mesh, stats=None):
-  """The jitted step (state, batch) -> (state, metrics): forward, backward and optimizer update on the mesh.
-
-  The state is donated (updated in place); `batch` holds `pipeline.DEVICE_KEYS` split over the batch axes.
-  `stats` (the training split's target statistics) normalise the regression losses if the config says so.
-  """
-  wrt, (loss_weights, scales) = trainable(config), loss_settings(config, stats)
-  batch_sharding = {k: sharding.batch_sharding(mesh) for k in pipeline.DEVICE_KEYS}
-
-  def train_step(state, batch):
-    model, opt = nnx.merge(graphdef, state)
-    key = jax.random.fold_in(jax.random.key(config.seed), opt.step[...])
-
-    def loss_fn(model):
-      return losses.multitask_loss(model(batch['video'], key=key), batch, loss_weights, config.label_smoothing,
-                                   scales)
-
-    (loss, parts), grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
-    opt.update(model, grads)
-    return nnx.state((model, opt)), {'loss': loss, 'grad_norm': optax.tree.norm(grads),
-                                     **{f'loss_{k}': v for k, v in parts.items()}}
-
-  return jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
-                 out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0)
-
-
 def restore_train_state(config, ckpt, step, mesh):
   """(graphdef, state, state shardings, record) of the (model, optimizer) pair saved at `step` of `ckpt`."""
-  graphdef, state, shardings = sharding.create_sharded(train_state_maker(config, 1), mesh)
+  graphdef, state, shardings = sharding.create_sharded(step_lib.train_state_maker(config, 1), mesh)
   state, record = ckpt.restore(step, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state),
                                shardings)
   return graphdef, state, shardings, record
@@ -128,7 +81,7 @@ def restore_train_state(config, ckpt, step, mesh):
 def train_and_evaluate(config, workdir, *, stop_after=None):
   """Trains and evaluates; returns the final test metrics. `stop_after`: leave after that many steps of this
   run, as a preemption would (the next run resumes)."""
-  # Imported here: clu's writers import TensorFlow, which `make_train_step` (and the benchmark) do not need.
+  # Imported here: the log's TensorBoard writer loads tensorboard, which `make_train_step` (and the benchmark) need not.
   from mtcae_jax.train import run_log  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +106,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   checkpoint_every = config.checkpoint_every_steps or eval_every
 
   # ---------------- Model and optimizer, created directly sharded ----------------
-  graphdef, state, state_sharding = sharding.create_sharded(train_state_maker(config, total_steps), mesh)
+  graphdef, state, state_sharding = sharding.create_sharded(step_lib.train_state_maker(config, total_steps), mesh)
   abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
 
   # ---------------- Checkpoints: resume, or start from a converted encoder ----------------
@@ -181,8 +134,8 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
     target_stats.save(stats, workdir)
 
   # ---------------- Steps ----------------
-  train_step = make_train_step(config, graphdef, state_sharding, mesh, stats)
-  eval_step = jax.jit(evaluate.make_eval_step(graphdef, *loss_settings(config, stats)))
+  train_step = step_lib.make_train_step(config, graphdef, state_sharding, mesh, stats)
+  eval_step = jax.jit(evaluate.make_eval_step(graphdef, *step_lib.loss_settings(config, stats)))
   num_eval_batches = pipeline.num_eval_batches(len(test_source), config.eval_batch_size)
 
   def run_eval(step):
@@ -268,7 +221,7 @@ def evaluate_checkpoint(config, workdir, step=None, split=None):
     raise TrainingError(f'no checkpoint in {workdir / "checkpoints"}')
   graphdef, state, state_sharding, record = restore_train_state(config, ckpt, step, mesh)
   stats = record['target_stats'] if 'target_stats' in record else training_target_stats(config)
-  eval_step = jax.jit(evaluate.make_eval_step(graphdef, *loss_settings(config, stats)))
+  eval_step = jax.jit(evaluate.make_eval_step(graphdef, *step_lib.loss_settings(config, stats)))
   batches = pipeline.eval_batches(test_source, config, config.eval_batch_size, mesh=mesh,
                                   num_views=config.eval_views)
   result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes, baseline=stats)

@@ -228,7 +228,7 @@ def test_mead_builder_dropping_faceless_clips(tmp_path, pool):
 @pytest.mark.parametrize('args,message', [
     (['--dataset=ravdess_dfer', '--manual_dir=/nonexistent', '--data_dir=/tmp/x'], 'is not a directory'),
     (['--dataset=ravdess_dfer', f'--manual_dir={DEMO}', '--data_dir=/tmp/x', '--workers=-1'], '--workers'),
-    (['--dataset=ravdess_dfer'], 'required'),
+    (['--dataset=ravdess_dfer'], '--manual_dir must have a value'),
     (['--dataset=nope', f'--manual_dir={DEMO}', '--data_dir=/tmp/x'], 'unknown --dataset=nope'),
     (['--dataset=mead_dfer/back', f'--manual_dir={DEMO}', '--data_dir=/tmp/x'], "no config 'back'"),
     (['--dataset=ravdess_dfer', f'--manual_dir={DEMO}', '--data_dir=/tmp/x', '--min_face_size=8'], '--min_face_size'),

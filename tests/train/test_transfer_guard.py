@@ -5,15 +5,15 @@ import numpy as np
 
 from mtcae_jax import sharding
 from mtcae_jax.measure import speed
-from mtcae_jax.train import loop
+from mtcae_jax.train import step as train_step
 from tests.conftest import tiny_config
 
 
 def test_train_step_makes_no_implicit_transfers():
   config = tiny_config('cascaded')
   mesh = sharding.make_mesh()
-  graphdef, state, state_sharding = sharding.create_sharded(loop.train_state_maker(config, 10), mesh)
-  step = loop.make_train_step(config, graphdef, state_sharding, mesh)
+  graphdef, state, state_sharding = sharding.create_sharded(train_step.train_state_maker(config, 10), mesh)
+  step = train_step.make_train_step(config, graphdef, state_sharding, mesh)
   batch = jax.device_put(speed.synthetic_batch(config, 2), sharding.batch_sharding(mesh))
   losses = []
   # 'disallow' refuses implicit transfers (a NumPy constant or Python scalar sent to the device at each call, a
