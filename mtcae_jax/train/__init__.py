@@ -1,2 +1,2 @@
-"""Training: the loop (`loop.train_and_evaluate`), losses, metrics, the optimizer, checkpoints, evaluation, the run
+"""Training: the loop (`loop.train_and_evaluate`), the step, losses, metrics, the optimizer, evaluation, the run
 log and subject-independent cross-validation."""
