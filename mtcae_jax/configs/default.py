@@ -41,7 +41,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.seed = 0
   # A directory written by `python -m mtcae_jax.pretrained`: the encoder (and with `stl` its fc_norm and head) starts
-  # from those weights; see mtcae_jax.pretrained.convert.maybe_init_from.
+  # from those weights; see mtcae_jax.pretrained.converted.maybe_init_from.
   c.init_from = ''
   c.dataset = ''
   c.num_classes = 7

@@ -125,12 +125,12 @@ def _load_converted(path, class_names):
   from flax import nnx  # pylint: disable=g-import-not-at-top
 
   from mtcae_jax.configs import default  # pylint: disable=g-import-not-at-top
-  from mtcae_jax.pretrained import convert  # pylint: disable=g-import-not-at-top
-  meta = convert.read_config(path)
+  from mtcae_jax.pretrained import converted  # pylint: disable=g-import-not-at-top
+  meta = converted.read_config(path)
   if not meta.get('num_classes'):
     raise PredictError(f'{path}: the converted checkpoint has no classifier head (a pre-trained encoder); '
                        'fine-tune it first (config.init_from)')
-  graphdef, state = nnx.split(convert.load_converted(path))
+  graphdef, state = nnx.split(converted.load_converted(path))
   names = list(class_names) if class_names else [str(i) for i in range(meta['num_classes'])]
   return Predictor(fn=_jit_model(graphdef, ()), state=state, num_frames=meta['encoder']['num_frames'],
                    image_size=meta['encoder']['image_size'], mean=np.asarray(default.IMAGENET_MEAN, np.float32),

@@ -1,9 +1,6 @@
-"""Convert VideoMAE / MAE-DFER / Hugging Face video encoders to this project's Flax layout, and load them back.
+"""Convert VideoMAE / MAE-DFER / Hugging Face video encoders to this project's Flax layout (`converted.py` reads it back).
 
     meta = convert_checkpoint('checkpoint-99.pth', 'converted/')     # orbax state + config.json
-    model = load_converted('converted/')                             # ConvertedEncoder
-    out = model(video)                   # tokens, pooled, logits (with a head), region_tokens (LGI-Former)
-    load_encoder_into(mtcae_model, 'converted/')                     # what `config.init_from` does
 
 Reading the file never runs code from it (`torch_reader`); `formats` recognises the layout and renames
 everything to the original VideoMAE / MAE-DFER names. Here those names are mapped onto the Flax parameters:
@@ -17,57 +14,19 @@ import json
 import os
 import re
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx, traverse_util
 
-from mtcae_jax import checkpointing
-from mtcae_jax.models import attention, layers, lgi_former, vit
-from mtcae_jax.pretrained import formats
+from mtcae_jax.models import lgi_former, vit
+from mtcae_jax.pretrained import converted, formats
 from mtcae_jax.pretrained.torch_reader import CheckpointError
 
-ENCODERS = {'vit': (vit.VideoViT, vit.ViTConfig), 'lgi_former': (lgi_former.LGIFormer, lgi_former.LGIConfig)}
 # The heads of the released widths (VideoMAE S/B/L/H, MAE-DFER's LGI/512), from the encoders' variant tables.
 KNOWN_HEADS = {width: heads for table in (vit.VARIANTS, lgi_former.VARIANTS)
                for name, (width, _, heads, _) in table.items() if name != 'tiny'}
 FLAGS = {'num_heads': '--num_heads', 'image_size': '--image_size', 'num_frames': '--num_frames',
          'region_size': '--region_size'}
-# Encoder config fields that do not change the weights or their meaning, so a model may differ in them.
-NOT_COMPARED = ('drop_path', 'decoder_tokens', 'pool')
-CONFIG_KEY = {'num_frames': 'num_frames', 'image_size': 'image_size', 'ln_eps': 'model.encoder.ln_eps',
-              'region_size': 'model.encoder.region_size', 'tubelet_size': 'model.encoder.tubelet_size',
-              'layer_scale_init': 'model.encoder.layer_scale_init'}
-
-
-class ConvertedEncoder(nnx.Module):
-  """A converted encoder with the classifier it came with: video (B, T, H, W, 3), normalised -> dict.
-
-  `tokens` (B, N, D): after the last block, before any norm, (t, h, w) raster order (LGI-Former: the local tokens);
-  `region_tokens` (B, R, D) for LGI-Former; `pooled`: fc_norm of the mean of the tokens (LGI-Former: of the tokens
-  its `pool` names, the region tokens in MAE-DFER), or the plain mean without fc_norm; `logits` with a head.
-  """
-
-  def __init__(self, name, cfg, *, num_classes=0, fc_norm=False, fc_norm_eps=1e-6, impl='einsum', rngs):
-    self.encoder = ENCODERS[name][0](cfg, impl=impl, rngs=rngs)
-    d = cfg.width
-    self.fc_norm = layers.layer_norm(d, eps=fc_norm_eps, dtype=jnp.float32, rngs=rngs) if fc_norm else None
-    self.head = layers.dense(d, num_classes, ('embed', None), dtype=jnp.float32, rngs=rngs) if num_classes else None
-
-  def __call__(self, video, *, key=None):
-    if isinstance(self.encoder, lgi_former.LGIFormer):
-      tokens, region = self.encoder.encode(video, key=key)
-      out = {'tokens': tokens, 'region_tokens': region}
-      pooled = self.encoder.pool(tokens, region)
-    else:
-      tokens = self.encoder(video, key=key)
-      out = {'tokens': tokens}
-      pooled = tokens.mean(axis=1)
-    out['pooled'] = self.fc_norm(pooled) if self.fc_norm is not None else pooled
-    if self.head is not None:
-      out['logits'] = self.head(out['pooled'])
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -110,7 +69,7 @@ def _encoder_config(src, found, overrides):
     if width not in KNOWN_HEADS:
       raise err(f'cannot tell the number of attention heads of a width-{width} encoder: pass --num_heads=N')
     sizes['num_heads'], origin['num_heads'] = KNOWN_HEADS[width], f'known width {width}'
-  config_class = ENCODERS[found.architecture][1]  # its defaults: the released models' input sizes
+  config_class = converted.ENCODERS[found.architecture][1]  # its defaults: the released models' input sizes
   for field, default in (('image_size', config_class.image_size), ('num_frames', config_class.num_frames)):
     if sizes[field] is None:
       if width not in KNOWN_HEADS:
@@ -202,15 +161,6 @@ def _sha256(path):
   return h.hexdigest()
 
 
-def _abstract(meta, impl='einsum'):
-  name = meta['encoder']['name']
-  fields = {k: v for k, v in meta['encoder'].items() if k != 'name'}
-  cfg = ENCODERS[name][1](**fields)
-  return nnx.eval_shape(lambda: ConvertedEncoder(
-      name, cfg, num_classes=meta['num_classes'], fc_norm=meta['fc_norm'], fc_norm_eps=meta['fc_norm_eps'],
-      impl=impl, rngs=nnx.Rngs(0)))
-
-
 def convert_checkpoint(src, out_dir, *, num_heads=None, image_size=None, num_frames=None, region_size=None,
                        ln_eps=None):
   """Convert `src` (.pth/.pt/.bin torch zip, or .safetensors) into `out_dir`; returns what config.json holds.
@@ -233,7 +183,7 @@ def convert_checkpoint(src, out_dir, *, num_heads=None, image_size=None, num_fra
       'num_classes': int(found.tensors['head.weight'].shape[0]) if classifier else 0,
       'sizes_from': origin,
   }
-  _, abstract = nnx.split(_abstract(meta))
+  _, abstract = nnx.split(converted.abstract_encoder(meta))
   state = _map_tensors(src, found, nnx.to_pure_dict(abstract))
   meta['encoder_params'] = int(sum(v.size for v in traverse_util.flatten_dict(state['encoder']).values()))
   meta['dropped_keys'] = found.dropped
@@ -264,88 +214,3 @@ def summary(meta, out_dir):
     lines.append(f"dropped:  {len(meta['dropped_keys'])} tensors ({shown})")
   lines += [f"sha256:   {meta['source_sha256']}", f'written:  {out_dir}']
   return '\n'.join(lines)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Loading.
-
-def read_config(out_dir):
-  try:
-    with open(os.path.join(out_dir, 'config.json')) as f:
-      return json.load(f)
-  except (OSError, ValueError) as e:
-    raise CheckpointError(f'{os.fsdecode(out_dir)}: not a converted checkpoint (no readable config.json: {e})'
-                          ) from None
-
-
-def _read_state(out_dir, abstract_state):
-  """The arrays `convert_checkpoint` saved in `out_dir`, as a nested dict shaped like `abstract_state`."""
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.to_pure_dict(abstract_state))
-  return checkpointing.restore_tree(os.path.join(out_dir, 'state'), target)
-
-
-def load_converted(out_dir):
-  """The ConvertedEncoder saved by `convert_checkpoint` in `out_dir`."""
-  meta = read_config(out_dir)
-  graphdef, state = nnx.split(_abstract(meta, impl=attention.resolve_impl('auto', jnp.float32)))
-  nnx.replace_by_pure_dict(state, _read_state(out_dir, state))
-  return nnx.merge(graphdef, state)
-
-
-def _mismatches(meta, encoder):
-  name = next(n for n, (cls, _) in ENCODERS.items() if isinstance(encoder, cls))
-  if meta['encoder']['name'] != name:
-    return [f"the converted encoder is {meta['encoder']['name']!r}, model.encoder.name is {name!r}"]
-  out = []
-  for f in dataclasses.fields(encoder.cfg):
-    ours, theirs = getattr(encoder.cfg, f.name), meta['encoder'].get(f.name)
-    if f.name in NOT_COMPARED:
-      continue
-    if isinstance(ours, tuple):
-      theirs = tuple(theirs) if theirs is not None else None
-    if ours != theirs:
-      out.append(f"{f.name} {theirs} (converted) vs {ours} ({CONFIG_KEY.get(f.name, 'model.encoder.variant')})")
-  return out
-
-
-def _assign(module, pure):
-  """Set `module`'s parameters from the nested dict `pure`, keeping each parameter's dtype and sharding."""
-  graphdef, state = nnx.split(module)
-  current = nnx.to_pure_dict(state)
-  put = lambda old, new: jax.device_put(jnp.asarray(new, old.dtype), old.sharding)
-  nnx.replace_by_pure_dict(state, jax.tree.map(put, current, pure))
-  nnx.update(module, state)
-
-
-def load_encoder_into(model, out_dir):
-  """Copy a converted encoder into `model.encoder` (any strategy); returns the names of the parts loaded.
-
-  With the `stl` strategy, whose expression head is VideoMAE's classifier (pool, fc_norm, FC), the converted
-  fc_norm goes into that head's norm, and the converted head into its FC layer when the class counts agree.
-  Raises ValueError, naming the fields, when the converted encoder differs from the model's.
-  """
-  meta = read_config(out_dir)
-  problems = _mismatches(meta, model.encoder)
-  if problems:
-    raise ValueError(f'{os.fsdecode(out_dir)}: the converted encoder does not match the model config: '
-                     + '; '.join(problems))
-  _, abstract = nnx.split(_abstract(meta))
-  restored = _read_state(out_dir, abstract)
-  _assign(model.encoder, restored['encoder'])
-  loaded = ['encoder']
-  if getattr(model, 'strategy', None) == 'stl' and meta['fc_norm']:
-    head = model.heads['expression']
-    head.norm.epsilon = meta['fc_norm_eps']  # e.g. 1e-5 for Hugging Face's fc_norm
-    _assign(head.norm, restored['fc_norm'])
-    loaded.append('fc_norm')
-    if head.fc.kernel.shape == restored['head']['kernel'].shape:
-      _assign(head.fc, restored['head'])
-      loaded.append('head')
-  return loaded
-
-
-def maybe_init_from(model, config):
-  """`config.init_from`: when set, load that converted encoder into `model` (call after building the model)."""
-  if config.get('init_from'):
-    return load_encoder_into(model, config.init_from)
-  return []

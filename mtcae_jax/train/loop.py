@@ -125,8 +125,8 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
     stats = training_target_stats(config)
     model, opt = nnx.merge(graphdef, state)
     if config.init_from:
-      from mtcae_jax.pretrained import convert  # pylint: disable=g-import-not-at-top
-      print(f'Encoder from {config.init_from}: loaded {", ".join(convert.maybe_init_from(model, config))}.')
+      from mtcae_jax.pretrained import converted  # pylint: disable=g-import-not-at-top
+      print(f'Encoder from {config.init_from}: loaded {", ".join(converted.maybe_init_from(model, config))}.')
     if stats and config.model.head.regression_init == 'target_mean':
       model.start_regression_at(stats)
     state = jax.device_put(nnx.state((model, opt)), state_sharding)

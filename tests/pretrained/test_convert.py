@@ -22,6 +22,7 @@ from mtcae_jax import models
 from mtcae_jax.configs import default
 from mtcae_jax.models import decoders, lgi_former, mtcae, vit
 from mtcae_jax.pretrained import convert
+from mtcae_jax.pretrained import converted as converted_lib
 from mtcae_jax.pretrained.torch_reader import CheckpointError, load_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -101,7 +102,7 @@ def converted(tmp_path_factory):
 ])
 def test_fixture_parity(converted, name, keys):
   _, video, ref = fixture(name)
-  model = convert.load_converted(converted[name])
+  model = converted_lib.load_converted(converted[name])
   graphdef, state = nnx.split(model)
   out = jax.jit(lambda s, v: nnx.merge(graphdef, s)(v))(state, video)
   assert_parity(out, ref, keys)
@@ -109,7 +110,7 @@ def test_fixture_parity(converted, name, keys):
 
 
 def test_fixture_metadata(converted):
-  meta = convert.read_config(converted['lgi_tiny_finetune'])
+  meta = converted_lib.read_config(converted['lgi_tiny_finetune'])
   assert meta['format'] == 'mae_dfer_finetune' and 'LGI-Former' in meta['description']
   assert meta['encoder'] == dict(name='lgi_former', width=64, depth=2, num_heads=4, mlp_dim=256, patch_size=16,
                                  tubelet_size=2, num_frames=16, image_size=160, region_size=[2, 5, 10],
@@ -119,7 +120,7 @@ def test_fixture_metadata(converted):
                                 'region_size': 'MAE-DFER default'}
   with open(fixture('lgi_tiny_finetune')[0], 'rb') as f:
     assert meta['source_sha256'] == hashlib.sha256(f.read()).hexdigest()
-  vit_meta = convert.read_config(converted['vit_tiny_finetune'])
+  vit_meta = converted_lib.read_config(converted['vit_tiny_finetune'])
   assert vit_meta['format'] == 'mae_dfer_finetune' and vit_meta['encoder']['name'] == 'vit'
 
 
@@ -156,7 +157,7 @@ def test_init_from_makes_stl_mae_dfer_s_classifier(converted):
   _, video, ref = fixture('lgi_tiny_finetune')
   cfg = lgi_former.LGIConfig(width=64, depth=2, num_heads=4, mlp_dim=256, decoder_tokens='region')
   config, model = mtcae_with(lgi_former.LGIFormer(cfg, rngs=nnx.Rngs(3)), 'stl', converted['lgi_tiny_finetune'])
-  assert convert.maybe_init_from(model, config) == ['encoder', 'fc_norm', 'head']
+  assert converted_lib.maybe_init_from(model, config) == ['encoder', 'fc_norm', 'head']
   graphdef, state = nnx.split(model)
   out = jax.jit(lambda s, v: nnx.merge(graphdef, s)(v))(state, video)
   assert_parity({'logits': out['logits']}, ref, ['logits'])
@@ -166,10 +167,10 @@ def test_init_from_loads_the_encoder_of_any_strategy(converted):
   _, video, ref = fixture('vit_tiny_finetune')
   cfg = vit.ViTConfig(width=64, depth=2, num_heads=4, mlp_dim=256, image_size=64)
   config, model = mtcae_with(vit.VideoViT(cfg, rngs=nnx.Rngs(3)), 'cascaded', converted['vit_tiny_finetune'])
-  assert convert.maybe_init_from(model, config) == ['encoder']
+  assert converted_lib.maybe_init_from(model, config) == ['encoder']
   graphdef, state = nnx.split(model.encoder)
   assert_parity({'tokens': jax.jit(lambda s, v: nnx.merge(graphdef, s)(v))(state, video)}, ref, ['tokens'])
-  assert convert.maybe_init_from(model, default.get_config()) == []  # init_from unset: nothing happens
+  assert converted_lib.maybe_init_from(model, default.get_config()) == []  # init_from unset: nothing happens
 
 
 def test_init_from_a_different_encoder_names_the_fields(converted):
@@ -177,10 +178,10 @@ def test_init_from_a_different_encoder_names_the_fields(converted):
   config.num_frames, config.image_size = 16, 64
   model = models.abstract_model(config)  # the check comes before any weight is touched
   with pytest.raises(ValueError, match=r'width 64 \(converted\) vs 32 \(model.encoder.variant\)') as e:
-    convert.load_encoder_into(model, converted['vit_tiny_finetune'])
+    converted_lib.load_encoder_into(model, converted['vit_tiny_finetune'])
   assert 'num_heads 4 (converted) vs 2' in str(e.value) and 'image_size' not in str(e.value)
   with pytest.raises(ValueError, match="'lgi_former', model.encoder.name is 'vit'"):
-    convert.load_encoder_into(model, converted['lgi_tiny_finetune'])
+    converted_lib.load_encoder_into(model, converted['lgi_tiny_finetune'])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -196,7 +197,7 @@ def test_mae_dfer_pretrain_layout_drops_the_decoder(tmp_path):
   meta = convert.convert_checkpoint(src, str(tmp_path / 'out'), num_heads=4, image_size=160, num_frames=16)
   assert meta['format'] == 'mae_dfer_pretrain' and not meta['fc_norm']
   assert meta['dropped_keys'] == ['encoder.norm.bias', 'encoder.norm.weight', 'encoder_to_decoder.weight', 'mask_token']
-  out = convert.load_converted(str(tmp_path / 'out'))(video)
+  out = converted_lib.load_converted(str(tmp_path / 'out'))(video)
   assert set(out) == {'tokens', 'region_tokens', 'pooled'}
   assert_parity(out, ref, ['tokens', 'region_tokens'])
   np.testing.assert_allclose(out['pooled'], out['region_tokens'].mean(1), atol=1e-6)  # no fc_norm: plain mean
@@ -217,7 +218,7 @@ def test_videomae_layouts_and_half_precision(tmp_path, layout):
   meta = convert.convert_checkpoint(str(tmp_path / 'ckpt.pth'), str(tmp_path / 'out'), num_heads=4, image_size=64,
                                     num_frames=16)
   assert meta['format'] == 'videomae_finetune'
-  model = convert.load_converted(str(tmp_path / 'out'))
+  model = converted_lib.load_converted(str(tmp_path / 'out'))
   assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(model)))
   out = model(video)
   if layout == 'bfloat16':  # the weights are rounded to 8 bits of mantissa: close, not equal
@@ -294,7 +295,7 @@ def test_hugging_face_parity(hf_models, tmp_path, cls, era, prefix):
   assert meta['format'] == 'hf_videomae' and cls in meta['description']
   assert f'transformers {era}' in meta['description'] and ('with the' in meta['description']) == prefix
   assert meta['encoder']['ln_eps'] == 1e-12 and meta['fc_norm_eps'] == 1e-5
-  out = convert.load_converted(str(tmp_path / 'out'))(jnp.asarray(video.permute(0, 1, 3, 4, 2).numpy()))
+  out = converted_lib.load_converted(str(tmp_path / 'out'))(jnp.asarray(video.permute(0, 1, 3, 4, 2).numpy()))
   ref = hf_reference(torch, model, video)
   assert_parity(out, ref, list(ref))
   assert ('logits' in out) == ('logits' in ref)
@@ -306,7 +307,7 @@ def test_hugging_face_save_pretrained_needs_no_flags(hf_models, tmp_path):
   src = next(str(p) for p in (tmp_path / 'hf').iterdir() if p.suffix in ('.safetensors', '.bin'))
   result = run_tool(f'--src={src}', f'--out={tmp_path / "out"}')
   assert result.returncode == 0, result.stderr
-  meta = convert.read_config(str(tmp_path / 'out'))
+  meta = converted_lib.read_config(str(tmp_path / 'out'))
   assert set(meta['sizes_from'].values()) == {'Hugging Face config.json'}
   assert (meta['encoder']['num_heads'], meta['encoder']['image_size'], meta['encoder']['num_frames']) == (4, 32, 4)
 
@@ -370,7 +371,7 @@ def test_full_size_key_sets(tmp_path, keys, count, fmt, heads, size):
     assert meta['missing_keys'] == ['fc_norm.weight', 'fc_norm.bias', 'head.weight', 'head.bias']
   else:
     assert meta['num_classes'] == 7 and meta['missing_keys'] == []
-  abstract = nnx.eval_shape(lambda: convert._abstract(meta))
+  abstract = nnx.eval_shape(lambda: converted_lib.abstract_encoder(meta))
   assert sum(v.size for v in jax.tree.leaves(nnx.state(abstract.encoder, nnx.Param))) == count
 
 
