@@ -20,6 +20,11 @@ import importlib.resources
 import shutil
 import tempfile
 
+try:
+  import fcntl
+except ImportError:  # not POSIX: each xdist worker builds its own datasets
+  fcntl = None
+
 import jax
 import numpy as np
 import pytest
@@ -76,6 +81,32 @@ def build():
   return lambda config, seed=0: models.build_model(config, rngs=nnx.Rngs(seed))
 
 
+def pytest_collection_modifyitems(items):
+  """The slow tests first, so that xdist does not leave one of them running alone at the end."""
+  items.sort(key=lambda item: item.get_closest_marker('slow') is None)  # a stable sort keeps the rest in order
+
+
+def build_once(tmp_path_factory, name, build):
+  """`build(path)` once per test run: the first xdist worker builds under a lock, the others wait and reuse it.
+
+  Each worker's base temporary directory (popen-gw0, popen-gw1, ...) is a child of the run's, so the run's is
+  where they meet; without xdist it is this process's own.
+  """
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER') and fcntl is not None:
+    root = root.parent
+  path, done = root / name, root / f'{name}.done'
+  with open(root / f'{name}.lock', 'w') as lock:
+    if fcntl is not None:
+      fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when a worker dies holding it
+    if not done.exists():
+      shutil.rmtree(path, ignore_errors=True)  # what a failed build in another worker left
+      path.mkdir()
+      build(path)
+      done.touch()
+  return str(path)
+
+
 def fixed_faces(frames):
   """A stand-in for MTCNN in tests that need a dataset, not labels: the same face in every frame but the last."""
   n = len(frames)
@@ -87,25 +118,25 @@ def fixed_faces(frames):
 @pytest.fixture(scope='session')
 def demo_data_dir(tmp_path_factory):
   """The bundled demo clips prepared as the `ravdess_dfer` TFDS dataset (in-process, fixed face labels)."""
-  data_dir = tmp_path_factory.mktemp('tfds')
-  previous = faces._shared.get(faces.MIN_FACE_SIZE)  # pylint: disable=protected-access
-  faces._shared[faces.MIN_FACE_SIZE] = fixed_faces  # pylint: disable=protected-access
-  try:
-    builder = prepare.make_builder(demo_data.DATASET, str(data_dir), workers=0)
-    with importlib.resources.as_file(demo_data.RAW) as raw:
-      prepare.prepare(builder, str(raw))
-  finally:
-    faces._shared.pop(faces.MIN_FACE_SIZE)  # pylint: disable=protected-access
-    if previous is not None:
-      faces._shared[faces.MIN_FACE_SIZE] = previous  # pylint: disable=protected-access
-  return str(data_dir)
+  def build(data_dir):
+    previous = faces._shared.get(faces.MIN_FACE_SIZE)  # pylint: disable=protected-access
+    faces._shared[faces.MIN_FACE_SIZE] = fixed_faces  # pylint: disable=protected-access
+    try:
+      prepare_demo(data_dir)
+    finally:
+      faces._shared.pop(faces.MIN_FACE_SIZE)  # pylint: disable=protected-access
+      if previous is not None:
+        faces._shared[faces.MIN_FACE_SIZE] = previous  # pylint: disable=protected-access
+  return build_once(tmp_path_factory, 'tfds', build)
 
 
 @pytest.fixture(scope='session')
 def mtcnn_demo_data_dir(tmp_path_factory):
   """The bundled demo clips as the `ravdess_dfer` dataset with real MTCNN labels (in-process, about 15 s)."""
-  data_dir = tmp_path_factory.mktemp('tfds_mtcnn')
+  return build_once(tmp_path_factory, 'tfds_mtcnn', prepare_demo)
+
+
+def prepare_demo(data_dir):
   builder = prepare.make_builder(demo_data.DATASET, str(data_dir), workers=0)
   with importlib.resources.as_file(demo_data.RAW) as raw:
     prepare.prepare(builder, str(raw))
-  return str(data_dir)

@@ -43,6 +43,7 @@ def test_notebooks_are_stored_without_outputs(name):
   assert sum('parameters' in c['metadata'].get('tags', []) for c in code) == 1
 
 
+@pytest.mark.slow
 def test_quickstart(demo_data_dir, tmp_path):
   # Started in tmp_path: the notebook finds the repository (REPO_DIR) and works from there.
   work = tmp_path / 'run'
@@ -55,6 +56,7 @@ def test_quickstart(demo_data_dir, tmp_path):
   assert (work / 'report' / 'curves.png').stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_tpu_finetune_on_cpu(tmp_path, monkeypatch):
   # Two host devices: the training really is sharded over all devices there are.
   monkeypatch.setenv('XLA_FLAGS', os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=2')

@@ -34,6 +34,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_sharded_model_matches_single_device():
   out = subprocess.run([sys.executable, '-c', SCRIPT], capture_output=True, text=True)
   assert out.returncode == 0, out.stderr[-3000:]

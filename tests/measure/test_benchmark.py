@@ -31,6 +31,7 @@ def check_timing(section):
   assert len(section['step_s_all']) == 2
 
 
+@pytest.mark.slow
 def test_benchmark_writes_all_figures(tmp_path):
   result = benchmark(tmp_path, 'cascaded', f'--profile={tmp_path / "trace"}')
   assert result['config']['encoder'] == 'vit tiny' and result['config']['batch_size'] == 2
@@ -54,6 +55,7 @@ def test_benchmark_writes_all_figures(tmp_path):
   assert train['profile'] == {'device_ms_per_step': 0.0, 'kernels': []}
 
 
+@pytest.mark.slow
 def test_benchmark_against_torch(tmp_path):
   pytest.importorskip('torch')
   pytest.importorskip('transformers')

@@ -108,6 +108,7 @@ def _hand_iou(a, b):
   return w * h / union
 
 
+@pytest.mark.slow
 def test_demo_training_learns_boxes_and_landmarks_beyond_the_constant(mtcnn_demo_data_dir, tmp_path):
   config = demo_config(mtcnn_demo_data_dir)
   loop.train_and_evaluate(config, tmp_path)
@@ -147,6 +148,7 @@ def test_demo_training_learns_boxes_and_landmarks_beyond_the_constant(mtcnn_demo
           assert x0 <= x <= x1 and y0 <= y <= y1, (path.name, frame['index'], name)
 
 
+@pytest.mark.slow
 def test_plain_heads_stay_available_and_a_wrong_init_is_refused(demo_data_dir, tmp_path):
   config = demo_config(demo_data_dir, num_frames=4, image_size=32, num_steps=1, eval_every_steps=1)
   config.model.head.regression_init = 'plain'

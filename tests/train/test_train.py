@@ -27,6 +27,7 @@ def final_params(workdir, step):
   return state
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(demo_data_dir, tmp_path):
   config = small_config(demo_data_dir)
   straight = loop.train_and_evaluate(config, tmp_path / 'a')
@@ -65,6 +66,7 @@ def test_nan_loss_stops_at_its_step_keeping_good_checkpoints(demo_data_dir, tmp_
     loop.train_and_evaluate(config, tmp_path)
 
 
+@pytest.mark.slow
 def test_frozen_encoder_keeps_its_weights(demo_data_dir, tmp_path):
   config = small_config(demo_data_dir, num_steps=2, eval_every_steps=2)
   config.model.encoder.frozen = True
@@ -80,6 +82,7 @@ def test_frozen_encoder_keeps_its_weights(demo_data_dir, tmp_path):
     assert np.array_equal(before[...], after[...]) == (path[0] == 'encoder'), path
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_all_three_tasks_and_fits_its_training_set(demo_data_dir, tmp_path):
   config = small_config(demo_data_dir, num_steps=120, eval_every_steps=120, log_every_steps=10)
   config.augment.update(hflip=0.0, crop_prob=0.0, scale_jitter=0.0, brightness=0.0, contrast=0.0, saturation=0.0)
@@ -95,6 +98,7 @@ def test_tiny_model_learns_all_three_tasks_and_fits_its_training_set(demo_data_d
   assert fitted['war'] >= 0.9
 
 
+@pytest.mark.slow
 def test_cross_validation_report(demo_data_dir, tmp_path):
   config = small_config(demo_data_dir, num_steps=1, eval_every_steps=1, eval_views=2)
   report = cross_validation.run(config, tmp_path)
@@ -119,6 +123,7 @@ def test_markdown_report_from_hand_values():
   assert '| mean ± std (1 folds) | 50.00 ± 0.00 | 60.00 ± 0.00 | 0.6000 ± 0.0000 (constant 0.3000) |' in table
 
 
+@pytest.mark.slow
 def test_command_line_trains_evaluates_and_stops_cleanly_on_sigterm(demo_data_dir, tmp_path):
   command = [sys.executable, '-m', 'mtcae_jax.main', '--config=configs/demo.py', f'--workdir={tmp_path}',
              f'--config.data_dir={demo_data_dir}', '--config.num_frames=4', '--config.image_size=32',

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent('''
     import json, os, pathlib, sys
     os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0'
@@ -36,6 +38,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_meshes_agree_and_shard_the_kernels(demo_data_dir, tmp_path):
   out = subprocess.run([sys.executable, '-c', SCRIPT, demo_data_dir, str(tmp_path)], capture_output=True, text=True)
   assert out.returncode == 0, out.stderr[-3000:]
