@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mtcae_jax.configs import demo
-from conftest import tiny_config
 from mtcae_jax import models
+from mtcae_jax.configs import demo
 from mtcae_jax.data import demo_data, pipeline, target_stats
 from mtcae_jax.data import video as video_lib
 from mtcae_jax.predict import inference, trained_model
 from mtcae_jax.train import evaluate, loop
+
+from conftest import tiny_config
 
 NO_AUGMENT = dict(hflip=0.0, crop_prob=0.0, scale_jitter=0.0, brightness=0.0, contrast=0.0, saturation=0.0)
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mtcae_jax import sharding
-from conftest import small_config
-from mtcae_jax import checkpointing
+from mtcae_jax import checkpointing, models, sharding
 from mtcae_jax.train import cross_validation, loop, run_log
+
+from conftest import small_config
 
 
 def final_params(workdir, step):
@@ -74,7 +74,7 @@ def test_frozen_encoder_keeps_its_weights(demo_data_dir, tmp_path):
   # LayerNorm gets no gradient in two steps.
   config.model.head.regression_init = 'plain'
   loop.train_and_evaluate(config, tmp_path)
-  initial = nnx.state(loop.models.build_model(config, rngs=nnx.Rngs(config.seed)), nnx.Param)
+  initial = nnx.state(models.build_model(config, rngs=nnx.Rngs(config.seed)), nnx.Param)
   ckpt = checkpointing.Checkpoints(tmp_path / 'checkpoints')
   graphdef, state, _, _ = loop.restore_train_state(config, ckpt, 2, sharding.make_mesh())
   trained = nnx.state(nnx.merge(graphdef, state)[0], nnx.Param)
