@@ -51,6 +51,12 @@ def DEFINE_multi_path(name, default, help, flag_values):  # pylint: disable=inva
   flags.DEFINE_multi(_PathParser(), flags.ArgumentSerializer(), name, default, help, flag_values)
 
 
+def DEFINE_allow_cpu(flag_values):  # pylint: disable=invalid-name
+  """`--allow_cpu`, for the commands that call `accelerator.check(fv.allow_cpu)` first."""
+  flags.DEFINE_bool('allow_cpu', False, 'Run on the CPU even where the machine has a GPU or TPU that JAX does not '
+                    'use (else that is an error: a mismatched JAX install).', flag_values=flag_values)
+
+
 def _expand_config(argv, config_flag):
   # ml_collections reads the config file from the flag's text: expand a leading `~` before it sees it.
   prefix = f'--{config_flag}=~'

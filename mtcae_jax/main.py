@@ -9,7 +9,7 @@ import sys
 
 from absl import flags, logging
 
-from mtcae_jax import cli
+from mtcae_jax import accelerator, cli
 
 
 def define_flags(fv):
@@ -18,6 +18,7 @@ def define_flags(fv):
   flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'cv'],
                     'train: train on all folds but config.fold, then test on it; eval: test the best checkpoint; '
                     'cv: all five folds and a report.', flag_values=fv)
+  cli.DEFINE_allow_cpu(fv)
 
 
 def command(fv, args):
@@ -27,6 +28,8 @@ def command(fv, args):
   silent_tensorflow.import_tf()  # where installed: before TFDS imports it, silently and off the accelerators
   from mtcae_jax.train import cross_validation, loop  # pylint: disable=g-import-not-at-top
   config = fv.config
+  if not config.get('distributed'):  # JAX's backends must not start before jax.distributed.initialize()
+    accelerator.check(fv.allow_cpu)
   try:
     if config.get('prepare_demo_data'):
       from mtcae_jax.data import demo_data  # pylint: disable=g-import-not-at-top

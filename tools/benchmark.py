@@ -22,7 +22,7 @@ import sys
 
 from absl import flags, logging
 
-from mtcae_jax import cli
+from mtcae_jax import accelerator, cli
 from mtcae_jax.data import demo_data
 from mtcae_jax.measure import speed
 
@@ -47,11 +47,13 @@ def define_flags(fv):
   flags.DEFINE_integer('workers', 0, 'With --predict: decoding threads (0: one per core, up to 8).', lower_bound=0,
                        flag_values=fv)
   cli.DEFINE_path('json', None, 'Write all figures to this JSON file.', fv)
+  cli.DEFINE_allow_cpu(fv)
 
 
 def command(fv, argv):
   if (fv.config is None) == (fv.predict is None):
     raise cli.Error('give --config (train step and inference) or --predict (batch prediction), not both')
+  accelerator.check(fv.allow_cpu)
   logging.set_verbosity(logging.WARNING)
   config = fv.config
   if fv.predict:

@@ -24,7 +24,7 @@ import sys
 
 from absl import flags, logging
 
-from mtcae_jax import cli
+from mtcae_jax import accelerator, cli
 from mtcae_jax.predict.inference import expand, predict_many, predict_video
 from mtcae_jax.predict.trained_model import PredictError, load
 
@@ -40,6 +40,7 @@ def define_flags(fv):
   flags.DEFINE_string('class_names', None, 'Comma-separated names (default: those of the run).', flag_values=fv)
   flags.DEFINE_integer('batch_size', 8, 'Clips per model call in a batch.', flag_values=fv)
   flags.DEFINE_integer('workers', 0, 'Decoding threads (0: up to 8, one per core).', flag_values=fv)
+  cli.DEFINE_allow_cpu(fv)
 
 
 def _check(fv):
@@ -63,6 +64,7 @@ def _write(path, text):
 def command(args, rest):
   del rest
   _check(args)
+  accelerator.check(args.allow_cpu)
   logging.set_verbosity(logging.ERROR)  # orbax warns about metadata files of older checkpoints, every time
   # FFmpeg prints its own diagnosis of a bad file ('moov atom not found') to stderr; ours is the one line.
   os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
