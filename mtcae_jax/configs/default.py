@@ -95,6 +95,10 @@ def get_config(arg=None):
   c.keep_checkpoints = 2  # the latest ones; the best by validation UAR is kept as well
   c.mesh_shape = (-1, 1, 1)  # devices along (data, fsdp, tensor); -1: the rest
   c.distributed = False  # call jax.distributed.initialize() (multi-host TPU pods)
+  # Passed to jax.distributed.initialize where set; empty: JAX detects the cluster (TPU pods, SLURM, ...).
+  c.coordinator_address = ''  # host:port of process 0
+  c.num_processes = 0
+  c.process_id = -1
   c.label_smoothing = 0.0
 
   # Sec. IV-B: loss weights and AdamW.

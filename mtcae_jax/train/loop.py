@@ -17,6 +17,7 @@ import time
 import jax
 import numpy as np
 from flax import nnx, traverse_util
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from mtcae_jax import checkpointing, sharding
@@ -25,8 +26,9 @@ from mtcae_jax.train import evaluate
 from mtcae_jax.train import step as step_lib
 
 # Config fields that may change between a run and its resumption; any other change is refused.
-RESUMABLE_CHANGES = ('data_dir', 'mesh_shape', 'distributed', 'log_every_steps', 'eval_batch_size',
-                     'keep_checkpoints')
+# A preempted multi-host job may come back on other hosts; each process has its own process_id.
+RESUMABLE_CHANGES = ('data_dir', 'mesh_shape', 'distributed', 'coordinator_address', 'num_processes', 'process_id',
+                     'log_every_steps', 'eval_batch_size', 'keep_checkpoints')
 
 
 # Fields added since runs were first saved, with the value a run saved without them had: such a run resumes with
@@ -54,6 +56,21 @@ def training_target_stats(config):
     return target_stats.compute(config.dataset, split, config.data_dir or None)
   except ValueError as e:
     raise TrainingError(f'{config.dataset} {split}: {e}') from None
+
+
+def start_distributed(config):
+  """With config.distributed, joins the multi-process job: jax.distributed.initialize with the coordinator,
+  process count and id the config gives, JAX's cluster detection (TPU pods, SLURM, ...) for the others. Must come
+  before anything starts a JAX backend; a second call (cross-validation's next fold) does nothing."""
+  if not config.get('distributed') or jax.distributed.is_initialized():
+    return
+  # Cross-process collectives of the CPU backend (only it reads this option); gloo is JAX 0.10's default.
+  if jax.config.values.get('jax_cpu_collectives_implementation') in (None, 'none'):
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  given = dict(coordinator_address=config.get('coordinator_address') or None,
+               num_processes=config.get('num_processes') or None,
+               process_id=None if config.get('process_id', -1) < 0 else config.process_id)
+  jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})
 
 
 def config_changes(saved, current):
@@ -88,8 +105,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   config_json = json.loads(config.to_json())
 
   # ---------------- Mesh ----------------
-  if config.distributed:
-    jax.distributed.initialize()
+  start_distributed(config)
   mesh = sharding.make_mesh(tuple(config.mesh_shape))
   is_main = jax.process_index() == 0
 
@@ -120,13 +136,16 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
                           'use a new --workdir or the same config')
     state, _ = ckpt.restore(start_step, abstract_state, state_sharding)
     stats = record['target_stats'] if 'target_stats' in record else training_target_stats(config)
-    print(f'Resuming from step {start_step} of {total_steps} ({workdir / "checkpoints"}).')
+    if is_main:
+      print(f'Resuming from step {start_step} of {total_steps} ({workdir / "checkpoints"}).')
   else:
     stats = training_target_stats(config)
     model, opt = nnx.merge(graphdef, state)
     if config.init_from:
       from mtcae_jax.pretrained import converted  # pylint: disable=g-import-not-at-top
-      print(f'Encoder from {config.init_from}: loaded {", ".join(converted.maybe_init_from(model, config))}.')
+      loaded = converted.maybe_init_from(model, config)
+      if is_main:
+        print(f'Encoder from {config.init_from}: loaded {", ".join(loaded)}.')
     if stats and config.model.head.regression_init == 'target_mean':
       model.start_regression_at(stats)
     state = jax.device_put(nnx.state((model, opt)), state_sharding)
@@ -149,7 +168,11 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   # ---------------- Loop ----------------
   log = run_log.RunLog(workdir, is_main=is_main)
   stop = {'signal': None}
-  previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
+  # Several processes must stop at the same step: there JAX's preemption service catches SIGTERM and agrees on
+  # the step (a handler here would replace its own); alone, a handler notes the signal.
+  multi_process = jax.process_count() > 1
+  if not multi_process:
+    previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
   pending = []  # (step, metrics on device): checked for NaN at log time, without a host sync per step
 
   def check_and_log(step):
@@ -181,6 +204,8 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
       pending.append((step, step_metrics))
       bar.update(1)
       last = step == total_steps
+      if multi_process and multihost_utils.reached_preemption_sync_point(step):
+        stop['signal'] = signal.SIGTERM
       preempted = stop['signal'] is not None or (stop_after is not None and step - start_step >= stop_after)
       if step % config.log_every_steps == 0 or last or preempted or step % checkpoint_every == 0:
         check_and_log(step)
@@ -191,11 +216,13 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
         ckpt.save(step, state, {'config': config_json, 'step': step, 'target_stats': stats},
                   metrics={'uar': result['uar']} if result else None, force=True)
       if preempted and not last:
-        print(f'Stopped at step {step} ({"SIGTERM" if stop["signal"] else "stop_after"}) with a checkpoint; '
-              'rerun the same command to resume.', file=sys.stderr)
+        if is_main:
+          print(f'Stopped at step {step} ({"SIGTERM" if stop["signal"] else "stop_after"}) with a checkpoint; '
+                'rerun the same command to resume.', file=sys.stderr)
         break
   ckpt.wait()
-  signal.signal(signal.SIGTERM, previous_handler)
+  if not multi_process:
+    signal.signal(signal.SIGTERM, previous_handler)
 
   # ---------------- Final evaluation and reports ----------------
   if step == total_steps:
@@ -213,6 +240,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
 def evaluate_checkpoint(config, workdir, step=None, split=None):
   """Evaluates the best (or given) checkpoint of `workdir` on its test fold (or `split`); writes the reports."""
   workdir = pathlib.Path(workdir)
+  start_distributed(config)
   mesh = sharding.make_mesh(tuple(config.mesh_shape))
   test_source = pipeline.data_source(config.dataset, split or f'fold{config.fold}', config.data_dir or None)
   ckpt = checkpointing.Checkpoints(workdir / 'checkpoints', keep=config.keep_checkpoints)
@@ -225,8 +253,9 @@ def evaluate_checkpoint(config, workdir, step=None, split=None):
   batches = pipeline.eval_batches(test_source, config, config.eval_batch_size, mesh=mesh,
                                   num_views=config.eval_views)
   result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes, baseline=stats)
-  evaluate.write_reports(workdir / f'eval_step{step}' / (split or f'fold{config.fold}'), result, rows,
-                         class_names(test_source, config.num_classes))
-  print(f'step {step}, {split or f"fold{config.fold}"}: {evaluate.summary(result)}')
+  if jax.process_index() == 0:
+    evaluate.write_reports(workdir / f'eval_step{step}' / (split or f'fold{config.fold}'), result, rows,
+                           class_names(test_source, config.num_classes))
+    print(f'step {step}, {split or f"fold{config.fold}"}: {evaluate.summary(result)}')
   ckpt.close()
   return result
