@@ -109,6 +109,14 @@ def preprocess(raw, config, rng=None, offset=0.5, augment=augment_lib.AugmentCon
   return dict(video=video, boxes=boxes, landmarks=landmarks, face_mask=face_mask)
 
 
+def process_rows(sharding, global_batch_size):
+  """(start, stop): the rows of a global batch that this process loads, those its devices hold (where the mesh
+  puts them, not necessarily block p of P); on one process, all of them."""
+  rows = [index[0].indices(global_batch_size)
+          for index in sharding.addressable_devices_indices_map((global_batch_size,)).values()]
+  return min(r[0] for r in rows), max(r[1] for r in rows)
+
+
 def _to_global(local, sharding, global_batch_size):
   out = {k: local[k] for k in ('index', 'path')}
   for k in DEVICE_KEYS:
@@ -156,7 +164,7 @@ def train_batches(source, config, global_batch_size, *, mesh=None, seed=None, st
   """Endless (or `num_steps`) training batches from step `start_step`: shuffled per epoch, augmented.
 
   Each epoch is a permutation of the source seeded by (seed, epoch), cut into N // B batches (the remainder is
-  left for the next epoch's shuffle). Process p takes rows p*B/P ... (p+1)*B/P of each global batch.
+  left for the next epoch's shuffle). Each process loads the rows of each global batch that its devices hold.
   """
   mesh = mesh or default_mesh()
   sharding = sharding_lib.batch_sharding(mesh, global_batch_size)
@@ -164,8 +172,7 @@ def train_batches(source, config, global_batch_size, *, mesh=None, seed=None, st
   steps_per_epoch = len(source) // global_batch_size
   if steps_per_epoch == 0:
     raise ValueError(f'{len(source)} examples make no batch of {global_batch_size}')
-  per_process = global_batch_size // jax.process_count()
-  rows = slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
+  rows = slice(*process_rows(sharding, global_batch_size))
   loader = _Loader(source, config, num_threads)
 
   def local_batches():
@@ -196,7 +203,7 @@ def eval_batches(source, config, global_batch_size, *, mesh=None, num_views=1, n
   """
   mesh = mesh or default_mesh()
   sharding = sharding_lib.batch_sharding(mesh, global_batch_size)
-  per_process = global_batch_size // jax.process_count()
+  first, end = process_rows(sharding, global_batch_size)
   loader = _Loader(source, config, num_threads)
   n = len(source)
 
@@ -208,8 +215,7 @@ def eval_batches(source, config, global_batch_size, *, mesh=None, num_views=1, n
 
   def local_batches():
     for b in range(num_eval_batches(n, global_batch_size)):
-      start = b * global_batch_size + jax.process_index() * per_process
-      positions = np.arange(start, start + per_process)
+      positions = np.arange(b * global_batch_size + first, b * global_batch_size + end)
       # Padding rows repeat example 0 (real data, so no NaNs downstream) and are masked out.
       yield loader.load(np.where(positions < n, positions, 0), positions < n, make)
 
