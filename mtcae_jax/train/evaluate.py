@@ -50,11 +50,25 @@ def _host(x):
   return np.asarray(multihost_utils.process_allgather(x, tiled=True) if jax.process_count() > 1 else x)
 
 
+def _gather_strings(strings):
+  """Every process's `strings` (as many on each), concatenated in process order, on every process."""
+  encoded = [s.encode() for s in strings]
+  width = max(1, int(_host(np.array([max(map(len, encoded), default=0)])).max()))
+  codes = np.zeros((len(encoded), width), np.uint8)
+  for row, s in zip(codes, encoded):
+    row[:len(s)] = np.frombuffer(s, np.uint8)
+  return [bytes(row).rstrip(b'\0').decode() for row in _host(codes)]
+
+
 def _clip_names(batch):
-  """This batch's clip names, in global batch order (on several hosts only the example indices are global)."""
+  """This batch's clip paths, in global batch order. On several processes each loaded some rows: their example
+  indices, placed like the batch's labels, give the global order, and the gathered (index, path) pairs the paths."""
   if jax.process_count() == 1:
     return [str(p) for p in batch['path']]
-  return [f'#{i}' for i in _host(np.asarray(batch['index']))]
+  local = np.asarray(batch['index'], np.int32)
+  order = _host(jax.make_array_from_process_local_data(batch['label'].sharding, local, batch['label'].shape))
+  paths = dict(zip(_host(local).tolist(), _gather_strings([str(p) for p in batch['path']])))
+  return [paths[i] for i in order.tolist()]
 
 
 def constant_baseline(stats, boxes, landmarks):
