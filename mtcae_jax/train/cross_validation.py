@@ -7,6 +7,7 @@ Each fold trains in `WORKDIR/fold_k` (rerunning resumes, and finished folds are 
 import json
 import pathlib
 
+import jax
 import numpy as np
 
 from mtcae_jax.data import folds
@@ -24,14 +25,16 @@ def run(config, workdir):
     fold_config = config.copy_and_resolve_references()
     fold_config.fold = k
     fold_dir = workdir / f'fold_{k}'
-    print(f'=== fold {k} of {folds.NUM_FOLDS}: {fold_dir}')
+    if jax.process_index() == 0:
+      print(f'=== fold {k} of {folds.NUM_FOLDS}: {fold_dir}')
     result = loop.train_and_evaluate(fold_config, fold_dir)
     per_fold.append({m: result[m] for m in REPORTED if m in result} | {'num_clips': result['num_clips']})
   report = summarize(per_fold)
   report.update(dataset=config.dataset, strategy=config.model.strategy, encoder=config.model.encoder.variant)
-  (workdir / 'cv_report.json').write_text(json.dumps(report, indent=1))
-  (workdir / 'cv_report.md').write_text(markdown(report))
-  print(markdown(report))
+  if jax.process_index() == 0:  # every process has the folds' results; one writes them
+    (workdir / 'cv_report.json').write_text(json.dumps(report, indent=1))
+    (workdir / 'cv_report.md').write_text(markdown(report))
+    print(markdown(report))
   return report
 
 
