@@ -55,10 +55,16 @@ def state_shardings(abstract_state, mesh):
     return nnx.get_named_sharding(abstract_state, mesh)
 
 
-def create_sharded(make, mesh):
-  """(graphdef, state, shardings) of `make()`, with the state created directly in its shards (no host copy)."""
+def abstract_sharded(make, mesh):
+  """(graphdef, abstract state, shardings) of `make()`: its shapes and where they go, with nothing allocated."""
   with jax.set_mesh(mesh), nnx.logical_axis_rules(RULES):
     graphdef, abstract = nnx.split(nnx.eval_shape(make))
-    shardings = nnx.get_named_sharding(abstract, mesh)
+    return graphdef, abstract, nnx.get_named_sharding(abstract, mesh)
+
+
+def create_sharded(make, mesh):
+  """(graphdef, state, shardings) of `make()`, with the state created directly in its shards (no host copy)."""
+  graphdef, _, shardings = abstract_sharded(make, mesh)
+  with jax.set_mesh(mesh), nnx.logical_axis_rules(RULES):
     state = jax.jit(lambda: nnx.state(make()), out_shardings=shardings)()
   return graphdef, state, shardings

@@ -89,9 +89,9 @@ def class_names(source, num_classes):
 
 def restore_train_state(config, ckpt, step, mesh):
   """(graphdef, state, state shardings, record) of the (model, optimizer) pair saved at `step` of `ckpt`."""
-  graphdef, state, shardings = sharding.create_sharded(step_lib.train_state_maker(config, 1), mesh)
-  state, record = ckpt.restore(step, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state),
-                               shardings)
+  # Shapes only: the saved arrays are read straight into their shards, with no initialised state to replace.
+  graphdef, abstract, shardings = sharding.abstract_sharded(step_lib.train_state_maker(config, 1), mesh)
+  state, record = ckpt.restore(step, abstract, shardings)
   return graphdef, state, shardings, record
 
 
