@@ -48,6 +48,9 @@ def get_config(arg=None):
   c.num_frames = 16  # Sec. III-A: 16 x 224 x 224 x 3 clips
   c.image_size = 160 if arg.variant.startswith('LGI') else 224  # MAE-DFER's LGI-Former is trained at 160 px
   c.input = ml_collections.ConfigDict(dict(mean=IMAGENET_MEAN, std=IMAGENET_STD))
+  # Host processes that decode and augment clips (grain workers); -1: none on a CPU backend, else cores - 2.
+  # Batches do not depend on it.
+  c.input.num_workers = -1
 
   c.model = ml_collections.ConfigDict()
   c.model.strategy = arg.strategy

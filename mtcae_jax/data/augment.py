@@ -3,7 +3,8 @@
 Targets are in normalised frame coordinates: boxes (T, 4) as (x_min, y_min, x_max, y_max) and landmarks (T, 5, 2)
 as (x, y), both in [0, 1]. A geometric augmentation is a crop window (x0, y0, x1, y1) in those coordinates (it
 may reach outside [0, 1]: zooming out repeats the edge pixels, which makes no phantom faces); the pixels are warped
-and the targets mapped with the same affine map, so they stay on the face. Colour jitter changes pixels only.
+and the targets mapped with the same affine map, so they stay on the face. Colour jitter changes pixels only: its
+factors are drawn here and applied on the device (`device_input.py`).
 """
 
 import dataclasses
@@ -83,23 +84,19 @@ def scale_jitter(rng, jitter):
   return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
 
 
-def colour_jitter(video, rng, brightness, contrast, saturation):
-  """Brightness, contrast and saturation, one random factor each per clip, on float pixels in [0, 1]."""
-  video = video * rng.uniform(1 - brightness, 1 + brightness)
-  mean = video.mean()
-  video = (video - mean) * rng.uniform(1 - contrast, 1 + contrast) + mean
-  grey = video @ np.array([0.299, 0.587, 0.114], np.float32)
-  video = (video - grey[..., None]) * rng.uniform(1 - saturation, 1 + saturation) + grey[..., None]
-  return np.clip(video, 0, 1).astype(np.float32)
+def colour_factors(rng, config):
+  """A clip's (brightness, contrast, saturation) factors, applied on the device (`device_input.colour_jitter`)."""
+  return np.array([rng.uniform(1 - config.brightness, 1 + config.brightness),
+                   rng.uniform(1 - config.contrast, 1 + config.contrast),
+                   rng.uniform(1 - config.saturation, 1 + config.saturation)], np.float32)
 
 
 def augment(rng, video, boxes, landmarks, face_mask, size, config=AugmentConfig()):
-  """A training clip (T, H, W, 3) uint8 -> float32 in [0, 1] at size x size, with targets moved to match."""
+  """A training clip (T, H, W, 3) uint8 -> (uint8 clip at size x size, targets moved to match, colour factors)."""
   window = (random_resized_crop(rng, config.crop_scale, config.crop_ratio) if rng.uniform() < config.crop_prob
             else scale_jitter(rng, config.scale_jitter))
   video = warp(video, window, size)
   boxes, landmarks, face_mask = move_targets(boxes, landmarks, face_mask, window)
   if rng.uniform() < config.hflip:
     video, boxes, landmarks = hflip(video, boxes, landmarks)
-  video = colour_jitter(video.astype(np.float32) / 255, rng, config.brightness, config.contrast, config.saturation)
-  return video, boxes, landmarks, face_mask
+  return video, boxes, landmarks, face_mask, colour_factors(rng, config)

@@ -4,27 +4,27 @@
     for batch in pipeline.train_batches(source, config, global_batch_size=32, mesh=mesh, start_step=step): ...
     for batch in pipeline.eval_batches(pipeline.data_source(..., 'fold0', ...), config, 32, mesh=mesh): ...
 
-A batch is a dict: `video` float32 (B, T, H, W, 3) normalised with config.input.mean/std at config.image_size,
-`boxes` (B, T, 4), `landmarks` (B, T, 5, 2), `face_mask` (B, T), `label` (B,), `mask` (B,) (a real example, not
-padding) as global jax.Arrays; `index` (the example's position in the source) and `path` as this process's NumPy
+A batch is a dict: `video` uint8 (B, T, H, W, 3) at config.image_size (the jitted steps normalise it on the
+device: `device_input.model_video`), `boxes` (B, T, 4), `landmarks` (B, T, 5, 2), `face_mask` (B, T), `label`
+(B,), `mask` (B,) (a real example, not padding) and, in training, `colour` (B, 3) (each clip's colour-jitter
+factors) as global jax.Arrays; `index` (the example's position in the source) and `path` as this process's NumPy
 arrays. With `num_views` > 1 (evaluation), the per-frame arrays get a view axis after B: (B, V, T, ...).
 
-Order is a pure function of (seed, epoch): example i of step s is the same on any number of processes and after
-any restart, so resuming is `start_step=s`. Augmentation randomness is seeded per (seed, epoch, example).
+Loading runs in grain worker processes (`loader.py`; config.input.num_workers). Order is a pure function of
+(seed, epoch): example i of step s is the same for any number of processes and workers and after any restart,
+so resuming is `start_step=s` (the training iterator's `get_state()`, saved with each checkpoint). Augmentation
+randomness is seeded per (seed, epoch, example).
 """
 
-import concurrent.futures as cf
-import itertools
-
-import jax
 import numpy as np
 
 from mtcae_jax import sharding as sharding_lib
-from mtcae_jax.data import folds, silent_tensorflow
+from mtcae_jax.data import folds, loader, silent_tensorflow
 from mtcae_jax.data import augment as augment_lib
 from mtcae_jax.data import video as video_lib
 
 DEVICE_KEYS = ('video', 'boxes', 'landmarks', 'face_mask', 'label', 'mask')
+TRAIN_KEYS = DEVICE_KEYS + ('colour',)  # training batches also carry each clip's colour-jitter factors
 train_split = folds.train_split
 
 
@@ -79,34 +79,29 @@ def view_offsets(num_views):
   return [(v + 0.5) / num_views for v in range(num_views)]
 
 
-def normalize(pixels, mean, std):
-  """Pixels in [0, 1] -> the encoder's input: standardised by the dataset-wide `mean` and `std` per channel."""
-  return (pixels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-
-
-def model_input(stored, num_frames, image_size, mean, std, offset=0.5):
-  """Stored frames (uint8, T x 224 x 224 x 3) -> (indices, input): the `num_frames` frames sampled at `offset`,
-  each squashed whole to `image_size` and normalised. What evaluation and prediction both give the model."""
+def model_input(stored, num_frames, image_size, offset=0.5):
+  """Stored frames (uint8, T x 224 x 224 x 3) -> (indices, frames): the `num_frames` frames sampled at `offset`,
+  each squashed whole to `image_size`, still uint8 (`device_input.model_video` normalises them on the device).
+  What evaluation and prediction both give the model."""
   t = video_lib.sample_indices(len(stored), num_frames, offset)
-  pixels = augment_lib.warp(stored[t], augment_lib.FULL, image_size).astype(np.float32) / 255
-  return t, normalize(pixels, mean, std)
+  return t, augment_lib.warp(stored[t], augment_lib.FULL, image_size)
 
 
 def preprocess(raw, config, rng=None, offset=0.5, augment=augment_lib.AugmentConfig()):
-  """One stored example -> float32 arrays at config.num_frames x config.image_size; augmented if `rng`."""
+  """One stored example -> arrays at config.num_frames x config.image_size, video uint8; augmented if `rng`,
+  with the clip's colour-jitter factors as `colour`."""
   stored = np.asarray(raw['video'])
   if rng is None:
-    t, video = model_input(stored, config.num_frames, config.image_size, config.input.mean, config.input.std,
-                           offset)
+    t, video = model_input(stored, config.num_frames, config.image_size, offset)
   else:
     t = video_lib.sample_indices(len(stored), config.num_frames, offset)
   boxes = np.asarray(raw['boxes'], np.float32)[t]
   landmarks, face_mask = np.asarray(raw['landmarks'], np.float32)[t], np.asarray(raw['face_mask'], bool)[t]
-  if rng is not None:
-    video, boxes, landmarks, face_mask = augment_lib.augment(
-        rng, stored[t], boxes, landmarks, face_mask, config.image_size, augment)
-    video = normalize(video, config.input.mean, config.input.std)
-  return dict(video=video, boxes=boxes, landmarks=landmarks, face_mask=face_mask)
+  if rng is None:
+    return dict(video=video, boxes=boxes, landmarks=landmarks, face_mask=face_mask)
+  video, boxes, landmarks, face_mask, colour = augment_lib.augment(
+      rng, stored[t], boxes, landmarks, face_mask, config.image_size, augment)
+  return dict(video=video, boxes=boxes, landmarks=landmarks, face_mask=face_mask, colour=colour)
 
 
 def process_rows(sharding, global_batch_size):
@@ -117,85 +112,104 @@ def process_rows(sharding, global_batch_size):
   return min(r[0] for r in rows), max(r[1] for r in rows)
 
 
-def _to_global(local, sharding, global_batch_size):
-  out = {k: local[k] for k in ('index', 'path')}
-  for k in DEVICE_KEYS:
-    shape = (global_batch_size,) + local[k].shape[1:]
-    out[k] = jax.make_array_from_process_local_data(sharding, local[k], shape)
-  return out
+class _TrainExample:
+  """This process's j-th training example, counted from step 0 (a grain map: picklable, pure).
+
+  Step s takes rows `rows` of the global batch at s: positions k*B + rows of epoch e's permutation, seeded by
+  (seed, e), where s = e * steps_per_epoch + k; the example's augmentation is seeded by (seed, e, index).
+  """
+
+  def __init__(self, source, config, global_batch_size, rows, seed, augment):
+    self.source, self.config, self.augment = source, config, augment
+    self.global_batch_size, self.rows, self.seed = global_batch_size, rows, seed
+    self.steps_per_epoch = len(source) // global_batch_size
+    self._order = (None, None)
+
+  def order(self, epoch):
+    if self._order[0] != epoch:
+      self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.source)))
+    return self._order[1]
+
+  def __call__(self, j):
+    step, r = divmod(int(j), self.rows[1] - self.rows[0])
+    epoch, k = divmod(step, self.steps_per_epoch)
+    index = int(self.order(epoch)[k * self.global_batch_size + self.rows[0] + r])
+    raw = self.source[index]
+    rng = np.random.default_rng([self.seed, epoch, index])
+    out = preprocess(raw, self.config, rng, offset=rng.uniform(), augment=self.augment)
+    return _with_identity(out, raw, index, True)
 
 
-class _Loader:
-  """Loads and preprocesses one process's share of a batch with threads (decoding and OpenCV release the GIL)."""
+class _EvalExample:
+  """This process's j-th evaluation example: row `rows[0] + j % L` of batch j // L over the source in order;
+  positions past its end repeat example 0 (real data, so no NaNs downstream) with mask False."""
 
-  def __init__(self, source, config, num_threads):
-    self.source, self.config = source, config
-    self.pool = cf.ThreadPoolExecutor(num_threads)
+  def __init__(self, source, config, global_batch_size, rows, num_views):
+    self.source, self.config, self.num_views = source, config, num_views
+    self.global_batch_size, self.rows = global_batch_size, rows
 
-  def load(self, indices, valid, make):
-    """Stacked examples; `make(raw, index)` -> dict of per-example arrays."""
-    def one(i):
-      raw = self.source[int(i)]
-      return make(raw, int(i)), raw['label'], raw['path']
-    rows = list(self.pool.map(one, indices))
-    batch = {k: np.stack([r[0][k] for r in rows]) for k in rows[0][0]}
-    batch['label'] = np.array([r[1] for r in rows], np.int32)
-    batch['path'] = np.array([p.decode() if isinstance(p, bytes) else str(p) for _, _, p in rows], object)
-    batch['index'] = np.asarray(indices, np.int64)
-    batch['mask'] = np.asarray(valid, bool)
-    return batch
+  def __call__(self, j):
+    b, r = divmod(int(j), self.rows[1] - self.rows[0])
+    position = b * self.global_batch_size + self.rows[0] + r
+    index = position if position < len(self.source) else 0
+    raw = self.source[index]
+    views = [preprocess(raw, self.config, offset=o) for o in view_offsets(self.num_views)]
+    out = views[0] if self.num_views == 1 else {k: np.stack([v[k] for v in views]) for k in views[0]}
+    return _with_identity(out, raw, index, position < len(self.source))
 
 
-def _prefetched(batches):
-  """Computes the next batch on a thread while the caller uses this one."""
-  with cf.ThreadPoolExecutor(1) as ex:
-    it = iter(batches)
-    future = ex.submit(next, it, None)
-    while True:
-      batch = future.result()
-      if batch is None:
-        return
-      future = ex.submit(next, it, None)
-      yield batch
+def _with_identity(out, raw, index, valid):
+  path = raw['path']
+  return {**out, 'label': np.int32(raw['label']), 'index': np.int64(index), 'mask': np.bool_(valid),
+          'path': path.decode() if isinstance(path, bytes) else str(path)}
+
+
+def _num_workers(config, num_workers):
+  if num_workers is None:
+    num_workers = config.input.get('num_workers', -1)
+  return loader.auto_workers() if num_workers < 0 else num_workers
 
 
 def train_batches(source, config, global_batch_size, *, mesh=None, seed=None, start_step=0, num_steps=None,
-                  augment=augment_lib.AugmentConfig(), num_threads=4):
-  """Endless (or `num_steps`) training batches from step `start_step`: shuffled per epoch, augmented.
+                  augment=augment_lib.AugmentConfig(), num_workers=None):
+  """Training batches from step `start_step` (endless, or `num_steps` of them): shuffled per epoch, augmented.
 
   Each epoch is a permutation of the source seeded by (seed, epoch), cut into N // B batches (the remainder is
-  left for the next epoch's shuffle). Each process loads the rows of each global batch that its devices hold.
+  left for the next epoch's shuffle). Each process loads the rows of each global batch that its devices hold,
+  with `num_workers` grain worker processes (None: config.input.num_workers). The result's `get_state()` is the
+  position to save with a checkpoint (`resume_step` checks it).
   """
   mesh = mesh or default_mesh()
   sharding = sharding_lib.batch_sharding(mesh, global_batch_size)
   seed = config.seed if seed is None else seed
-  steps_per_epoch = len(source) // global_batch_size
-  if steps_per_epoch == 0:
+  if len(source) // global_batch_size == 0:
     raise ValueError(f'{len(source)} examples make no batch of {global_batch_size}')
-  rows = slice(*process_rows(sharding, global_batch_size))
-  loader = _Loader(source, config, num_threads)
+  rows = process_rows(sharding, global_batch_size)
+  stop = start_step + num_steps if num_steps is not None else ENDLESS
+  return loader.Batches(_TrainExample(source, config, global_batch_size, rows, seed, augment), rows[1] - rows[0],
+                        start_step, stop, sharding=sharding, global_batch_size=global_batch_size,
+                        device_keys=TRAIN_KEYS, num_workers=_num_workers(config, num_workers),
+                        identity=dict(seed=seed, num_examples=len(source), global_batch_size=global_batch_size))
 
-  def local_batches():
-    steps = itertools.count(start_step) if num_steps is None else range(start_step, start_step + num_steps)
-    for step in steps:
-      epoch, k = divmod(step, steps_per_epoch)
-      order = np.random.default_rng([seed, epoch]).permutation(len(source))
-      indices = order[k * global_batch_size:(k + 1) * global_batch_size][rows]
 
-      def make(raw, i, epoch=epoch):
-        rng = np.random.default_rng([seed, epoch, i])
-        return preprocess(raw, config, rng, offset=rng.uniform(), augment=augment)
-      yield loader.load(indices, np.ones(len(indices), bool), make)
+ENDLESS = 2 ** 40  # steps
 
-  for local in _prefetched(local_batches()):
-    yield _to_global(local, sharding, global_batch_size)
+
+def resume_step(state, source, global_batch_size, seed):
+  """The step to resume the data at from a checkpoint's `get_state()`; ValueError if the batches would differ."""
+  now = dict(seed=seed, num_examples=len(source), global_batch_size=global_batch_size)
+  changed = [f'{k} {state[k]} -> {v}' for k, v in now.items() if k in state and state[k] != v]
+  if changed:
+    raise ValueError(f'the training data differ from the checkpoint\'s ({", ".join(changed)}): resuming would '
+                     'not see the batches an uninterrupted run would')
+  return int(state['step'])
 
 
 def num_eval_batches(num_examples, global_batch_size):
   return -(-num_examples // global_batch_size)
 
 
-def eval_batches(source, config, global_batch_size, *, mesh=None, num_views=1, num_threads=4):
+def eval_batches(source, config, global_batch_size, *, mesh=None, num_views=1, num_workers=None):
   """Every example exactly once, in source order; the last batch is padded (mask False) to the full size.
 
   With num_views > 1, each example gives that many temporal views (offsets spread over each segment), stacked
@@ -203,21 +217,8 @@ def eval_batches(source, config, global_batch_size, *, mesh=None, num_views=1, n
   """
   mesh = mesh or default_mesh()
   sharding = sharding_lib.batch_sharding(mesh, global_batch_size)
-  first, end = process_rows(sharding, global_batch_size)
-  loader = _Loader(source, config, num_threads)
-  n = len(source)
-
-  def make(raw, _):
-    views = [preprocess(raw, config, offset=o) for o in view_offsets(num_views)]
-    if num_views == 1:
-      return views[0]
-    return {k: np.stack([v[k] for v in views]) for k in views[0]}
-
-  def local_batches():
-    for b in range(num_eval_batches(n, global_batch_size)):
-      positions = np.arange(b * global_batch_size + first, b * global_batch_size + end)
-      # Padding rows repeat example 0 (real data, so no NaNs downstream) and are masked out.
-      yield loader.load(np.where(positions < n, positions, 0), positions < n, make)
-
-  for local in _prefetched(local_batches()):
-    yield _to_global(local, sharding, global_batch_size)
+  rows = process_rows(sharding, global_batch_size)
+  return loader.Batches(_EvalExample(source, config, global_batch_size, rows, num_views), rows[1] - rows[0], 0,
+                        num_eval_batches(len(source), global_batch_size), sharding=sharding,
+                        global_batch_size=global_batch_size, device_keys=DEVICE_KEYS,
+                        num_workers=_num_workers(config, num_workers))

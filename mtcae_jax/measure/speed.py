@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from mtcae_jax import models, sharding
+from mtcae_jax.data import device_input, pipeline
 from mtcae_jax.measure import profiling, summary
 from mtcae_jax.train import step as train_step
 
@@ -75,7 +76,8 @@ def synthetic_batch(config, batch_size, seed=0):
   t, s = config.num_frames, config.image_size
   boxes = np.sort(rng.uniform(0, 1, (batch_size, t, 2, 2)), axis=2).transpose(0, 1, 3, 2).reshape(batch_size, t, 4)
   return {
-      'video': rng.standard_normal((batch_size, t, s, s, 3), np.float32),
+      'video': rng.integers(0, 256, (batch_size, t, s, s, 3), np.uint8),
+      'colour': rng.uniform(0.8, 1.2, (batch_size, 3)).astype(np.float32),
       'boxes': boxes.astype(np.float32),
       'landmarks': rng.uniform(0, 1, (batch_size, t, config.model.num_landmarks, 2)).astype(np.float32),
       'face_mask': np.ones((batch_size, t), bool),
@@ -112,9 +114,11 @@ def device_peak(dtype, matmul):
   return matmul['tflops'], f'measured: {matmul["size"]}^3 {matmul["dtype"]} matmul'
 
 
-def jax_train(config, batch_size, steps, profile=None):
+def jax_train(config, batch_size, steps, profile=None, real_batches=None):
   """Compile and time the training run's own step (`train_step.make_train_step`) on a synthetic batch; with
-  `profile` (a directory), then trace 3 more steps there and add the device time per kernel."""
+  `profile` (a directory), then trace 3 more steps there and add the device time per kernel. With
+  `real_batches` (mesh -> iterator of training batches), also time `steps` steps fed by it, as training runs them
+  (no wait for each step: `real_data.step_s` is the wall time of all over their number)."""
   mesh = sharding.make_mesh(tuple(config.mesh_shape))
   graphdef, state, state_sharding = sharding.create_sharded(train_step.train_state_maker(config, 1000), mesh)
   step = train_step.make_train_step(config, graphdef, state_sharding, mesh)
@@ -135,6 +139,9 @@ def jax_train(config, batch_size, steps, profile=None):
   warmup_s = timed(one_step, 1)[0]
   result = summarize_times(timed(one_step, steps), batch_size)
   result.update(compile_s=compile_s, first_step_s=warmup_s, loss=float(metrics['loss']))
+  if real_batches is not None:
+    result['real_data'] = _real_data_steps(compiled, state, real_batches(mesh), batch_size, steps)
+    state = result['real_data'].pop('state')
   if profile:
     profiling.trace(one_step, 3, profile)
     result['profile'] = profiling.kernel_table(profile, 3)
@@ -144,12 +151,31 @@ def jax_train(config, batch_size, steps, profile=None):
   return result, graphdef, state, batch
 
 
-def jax_inference(graphdef, state, batch, steps):
-  """Compile and time the model's deterministic forward pass (evaluation mode) on the same batch."""
+def _real_data_steps(compiled, state, batches, batch_size, steps):
+  feed = lambda: {k: v for k, v in next(batches).items() if k in pipeline.TRAIN_KEYS}
+  state, metrics = compiled(state, feed())  # the first batch waits for the workers to start
+  jax.block_until_ready(metrics)
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = compiled(state, feed())
+  jax.block_until_ready(metrics)
+  total = time.perf_counter() - start
+  batches.close()
+  return {'step_s': total / steps, 'clips_per_s': steps * batch_size / total, 'steps': steps,
+          'load_avg': load_average(), 'state': state}
+
+
+def jax_inference(graphdef, state, batch, steps, input_config):
+  """Compile and time the model's deterministic forward pass (evaluation mode, normalising the uint8 video on the
+  device as prediction does) on the same batch."""
   model, _ = nnx.merge(graphdef, state)
   model_graphdef, params = nnx.split(model)
   outputs = ('boxes', 'landmarks', 'logits')
-  forward = jax.jit(lambda p, video: {k: v for k, v in nnx.merge(model_graphdef, p)(video).items() if k in outputs})
+
+  def forward(p, video):
+    video = device_input.model_video({'video': video}, input_config.mean, input_config.std)
+    return {k: v for k, v in nnx.merge(model_graphdef, p)(video).items() if k in outputs}
+  forward = jax.jit(forward)
   start = time.perf_counter()
   compiled = forward.lower(params, batch['video']).compile()
   compile_s = time.perf_counter() - start
@@ -234,7 +260,7 @@ def machine_summary():
 
 
 def run(config, batch_size, steps=5, compare_torch=False, encoder_only=True, matmul_size=None, profile=None,
-        log=print):
+        real_batches=None, log=print):
   """The whole benchmark as one dict (see docs/BENCHMARKS.md for the fields)."""
   dtype = jnp.dtype(config.model.dtype)
   out = {'config': config_summary(config, batch_size), 'machine': machine_summary(), 'steps': steps}
@@ -250,16 +276,20 @@ def run(config, batch_size, steps=5, compare_torch=False, encoder_only=True, mat
   out['flops_per_clip'] = summary.clip_flops(config)
   fwd_bwd, fwd = out['flops_per_clip']['forward_backward'], out['flops_per_clip']['forward']
 
-  out['train'], graphdef, state, batch = jax_train(config, batch_size, steps, profile)
+  out['train'], graphdef, state, batch = jax_train(config, batch_size, steps, profile, real_batches)
   add_throughput(out['train'], fwd_bwd, peak)
   log(f'train: {out["train"]["step_s"]:.4f} s/step, {out["train"]["clips_per_s"]:.3f} clips/s, '
       f'{out["train"]["tflops"]:.3f} TFLOP/s, MFU {100 * out["train"]["mfu"]:.1f}% '
       f'(compile {out["train"]["compile_s"]:.1f} s, load {out["train"]["load_avg"]})')
+  if 'real_data' in out['train']:
+    real = out['train']['real_data']
+    log(f'train on real batches: {real["step_s"]:.4f} s/step, {real["clips_per_s"]:.3f} clips/s '
+        f'(synthetic: {out["train"]["step_s"]:.4f} s/step)')
   if profile:
     table = out['train']['profile']
     log(f'device time {table["device_ms_per_step"]:.2f} ms/step (trace in {profile}); top kernels, ms/step:\n' +
         '\n'.join(f'{ms:9.3f} {n:6.1f}x {name[:110]}' for name, ms, n in table['kernels']))
-  out['inference'] = jax_inference(graphdef, state, batch, steps)
+  out['inference'] = jax_inference(graphdef, state, batch, steps, config.input)
   add_throughput(out['inference'], fwd, peak)
   log(f'inference: {out["inference"]["clips_per_s"]:.3f} clips/s, {out["inference"]["tflops"]:.3f} TFLOP/s')
   out['memory'] = {'device': device_memory(), 'host_peak_rss_bytes_jax': host_peak_rss()}

@@ -27,7 +27,7 @@ VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.flv', '.m4v', '.mpg
 @dataclasses.dataclass
 class Decoded:
   path: str
-  video: np.ndarray  # (T, S, S, 3) float32, normalised: the model's input
+  video: np.ndarray  # (T, S, S, 3) uint8: the model's input (normalised on the device)
   indices: np.ndarray  # (T,) source frame index of each model frame
   source_size: tuple  # (width, height)
   fps: float
@@ -49,8 +49,7 @@ def decode(path, predictor, keep_frames=False):
   if keep_frames:
     stored = np.stack([video.resize(f, stored_example.IMAGE_SIZE) for f in clip.frames])
   # The datasets store JPEGs: code and decode the same way, so the model sees the pixels it was trained on.
-  t, model_video = pipeline.model_input(stored_example.as_stored(stored), predictor.num_frames, predictor.image_size,
-                                        predictor.mean, predictor.std)
+  t, model_video = pipeline.model_input(stored_example.as_stored(stored), predictor.num_frames, predictor.image_size)
   frames = None
   if keep_frames:
     from mtcae_jax.predict import overlay  # pylint: disable=g-import-not-at-top

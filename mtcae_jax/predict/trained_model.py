@@ -19,13 +19,12 @@ class PredictError(ValueError):
 
 @dataclasses.dataclass
 class Predictor:
-  """A model ready to run: `__call__(videos (B, T, S, S, 3) normalised float32) -> dict of NumPy arrays`."""
+  """A model ready to run: `__call__(videos (B, T, S, S, 3) uint8) -> dict of NumPy arrays`; the videos are
+  normalised on the device with the model's input mean and std."""
   fn: object  # jitted (state, video) -> outputs
   state: object
   num_frames: int
   image_size: int
-  mean: np.ndarray
-  std: np.ndarray
   class_names: list
   source: str  # what was loaded, for the JSON: 'DIR (step N)' or 'DIR (converted)'
   has_faces: bool
@@ -47,12 +46,14 @@ def _class_names(workdir, num_classes):
   return [str(i) for i in range(num_classes)]
 
 
-def _jit_model(graphdef, extract):
+def _jit_model(graphdef, extract, mean, std):
   import jax  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
 
+  from mtcae_jax.data import device_input  # pylint: disable=g-import-not-at-top
+
   def run(state, video):
-    out = nnx.merge(graphdef, state)(video)
+    out = nnx.merge(graphdef, state)(device_input.model_video({'video': video}, mean, std))
     result = {'probabilities': jax.nn.softmax(out['logits'].astype('float32'), axis=-1)}
     result.update({k: out[k] for k in extract if k in out})
     return result
@@ -114,9 +115,9 @@ def _load_workdir(workdir, step, class_names):
     ckpt.close()
   faces = config.model.strategy != 'stl'
   names = list(class_names) if class_names else _class_names(workdir, config.num_classes)
-  return Predictor(fn=_jit_model(graphdef, ('boxes', 'landmarks') if faces else ()), state=state,
+  return Predictor(fn=_jit_model(graphdef, ('boxes', 'landmarks') if faces else (), config.input.mean,
+                                  config.input.std), state=state,
                    num_frames=config.num_frames, image_size=config.image_size,
-                   mean=np.asarray(config.input.mean, np.float32), std=np.asarray(config.input.std, np.float32),
                    class_names=_checked_names(names, config.num_classes), source=f'{workdir} (step {step})',
                    has_faces=faces)
 
@@ -132,9 +133,8 @@ def _load_converted(path, class_names):
                        'fine-tune it first (config.init_from)')
   graphdef, state = nnx.split(converted.load_converted(path))
   names = list(class_names) if class_names else [str(i) for i in range(meta['num_classes'])]
-  return Predictor(fn=_jit_model(graphdef, ()), state=state, num_frames=meta['encoder']['num_frames'],
-                   image_size=meta['encoder']['image_size'], mean=np.asarray(default.IMAGENET_MEAN, np.float32),
-                   std=np.asarray(default.IMAGENET_STD, np.float32),
+  return Predictor(fn=_jit_model(graphdef, (), default.IMAGENET_MEAN, default.IMAGENET_STD), state=state,
+                   num_frames=meta['encoder']['num_frames'], image_size=meta['encoder']['image_size'],
                    class_names=_checked_names(names, meta['num_classes']), source=f'{path} (converted)',
                    has_faces=False)
 

@@ -15,19 +15,21 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from mtcae_jax.data import device_input
 from mtcae_jax.train import losses, metrics
 
 
-def make_eval_step(graphdef, loss_weights, scales=None):
+def make_eval_step(graphdef, input_config, loss_weights, scales=None):
   """jit-able (state, batch) -> per-example outputs and the batch's summed task losses.
 
-  `state` is the nnx state of (model, optimizer) or of the model alone (as `graphdef` says). Videos with a
-  view axis (B, V, T, H, W, 3) run as B x V clips; class probabilities are averaged over the views.
+  `state` is the nnx state of (model, optimizer) or of the model alone (as `graphdef` says). The uint8 videos are
+  normalised here with `input_config.mean` and `.std`. Videos with a view axis (B, V, T, H, W, 3) run as B x V
+  clips; class probabilities are averaged over the views.
   """
   def step(state, batch):
     model = nnx.merge(graphdef, state)
     model = model[0] if isinstance(model, tuple) else model
-    video = batch['video']
+    video = device_input.model_video(batch, input_config.mean, input_config.std)
     b, views = video.shape[0], (video.shape[1] if video.ndim == 6 else 1)
     flat = lambda x: x.reshape((b * views,) + x.shape[2:]) if video.ndim == 6 else x
     out = model(flat(video))

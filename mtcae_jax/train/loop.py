@@ -28,7 +28,7 @@ from mtcae_jax.train import step as step_lib
 # Config fields that may change between a run and its resumption; any other change is refused.
 # A preempted multi-host job may come back on other hosts; each process has its own process_id.
 RESUMABLE_CHANGES = ('data_dir', 'mesh_shape', 'distributed', 'coordinator_address', 'num_processes', 'process_id',
-                     'log_every_steps', 'eval_batch_size', 'keep_checkpoints')
+                     'log_every_steps', 'eval_batch_size', 'keep_checkpoints', 'input.num_workers')
 
 
 # Fields added since runs were first saved, with the value a run saved without them had: such a run resumes with
@@ -127,7 +127,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
 
   # ---------------- Checkpoints: resume, or start from a converted encoder ----------------
   ckpt = checkpointing.Checkpoints(workdir / 'checkpoints', keep=config.keep_checkpoints)
-  start_step = ckpt.latest_step() or 0
+  start_step = data_step = ckpt.latest_step() or 0
   if start_step:
     record = ckpt.record(start_step)
     changed = config_changes(record['config'], config_json)
@@ -136,6 +136,11 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
                           'use a new --workdir or the same config')
     state, _ = ckpt.restore(start_step, abstract_state, state_sharding)
     stats = record['target_stats'] if 'target_stats' in record else training_target_stats(config)
+    if 'data' in record:  # the input iterator's state (runs saved before it was kept resume at their step)
+      try:
+        data_step = pipeline.resume_step(record['data'], train_source, config.batch_size, config.seed)
+      except ValueError as e:
+        raise TrainingError(f'{workdir}: {e}') from None
     if is_main:
       print(f'Resuming from step {start_step} of {total_steps} ({workdir / "checkpoints"}).')
   else:
@@ -154,7 +159,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
 
   # ---------------- Steps ----------------
   train_step = step_lib.make_train_step(config, graphdef, state_sharding, mesh, stats)
-  eval_step = jax.jit(evaluate.make_eval_step(graphdef, *step_lib.loss_settings(config, stats)))
+  eval_step = jax.jit(evaluate.make_eval_step(graphdef, config.input, *step_lib.loss_settings(config, stats)))
   num_eval_batches = pipeline.num_eval_batches(len(test_source), config.eval_batch_size)
 
   def run_eval(step):
@@ -191,7 +196,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
     pending.clear()
     timer[0] = time.perf_counter()
 
-  batches = pipeline.train_batches(train_source, config, config.batch_size, mesh=mesh, start_step=start_step,
+  batches = pipeline.train_batches(train_source, config, config.batch_size, mesh=mesh, start_step=data_step,
                                    num_steps=total_steps - start_step, augment=augment.AugmentConfig(
                                        **{k: tuple(v) if isinstance(v, (list, tuple)) else v
                                           for k, v in config.augment.items()}))
@@ -200,7 +205,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   step = start_step
   with tqdm(total=total_steps, initial=start_step, desc='train', disable=not is_main) as bar:
     for step, batch in enumerate(batches, start_step + 1):
-      state, step_metrics = train_step(state, {k: batch[k] for k in pipeline.DEVICE_KEYS})
+      state, step_metrics = train_step(state, {k: batch[k] for k in pipeline.TRAIN_KEYS})
       pending.append((step, step_metrics))
       bar.update(1)
       last = step == total_steps
@@ -213,7 +218,8 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
       if step % eval_every == 0 or last:
         result, rows = run_eval(step)
       if step % checkpoint_every == 0 or last or preempted:
-        ckpt.save(step, state, {'config': config_json, 'step': step, 'target_stats': stats},
+        ckpt.save(step, state, {'config': config_json, 'step': step, 'target_stats': stats,
+                                'data': batches.get_state()},
                   metrics={'uar': result['uar']} if result else None, force=True)
       if preempted and not last:
         if is_main:
@@ -249,7 +255,7 @@ def evaluate_checkpoint(config, workdir, step=None, split=None):
     raise TrainingError(f'no checkpoint in {workdir / "checkpoints"}')
   graphdef, state, state_sharding, record = restore_train_state(config, ckpt, step, mesh)
   stats = record['target_stats'] if 'target_stats' in record else training_target_stats(config)
-  eval_step = jax.jit(evaluate.make_eval_step(graphdef, *step_lib.loss_settings(config, stats)))
+  eval_step = jax.jit(evaluate.make_eval_step(graphdef, config.input, *step_lib.loss_settings(config, stats)))
   batches = pipeline.eval_batches(test_source, config, config.eval_batch_size, mesh=mesh,
                                   num_views=config.eval_views)
   result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes, baseline=stats)

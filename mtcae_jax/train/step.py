@@ -9,7 +9,7 @@ import optax
 from flax import nnx
 
 from mtcae_jax import models, sharding
-from mtcae_jax.data import pipeline
+from mtcae_jax.data import device_input, pipeline
 from mtcae_jax.train import losses, optim
 
 
@@ -37,18 +37,20 @@ def loss_settings(config, stats):
 def make_train_step(config, graphdef, state_sharding, mesh, stats=None):
   """The jitted step (state, batch) -> (state, metrics): forward, backward and optimizer update on the mesh.
 
-  The state is donated (updated in place); `batch` holds `pipeline.DEVICE_KEYS` split over the batch axes.
+  The state is donated (updated in place); `batch` holds `pipeline.TRAIN_KEYS` split over the batch axes (uint8
+  video, normalised and colour-jittered here, on the device).
   `stats` (the training split's target statistics) normalise the regression losses if the config says so.
   """
   wrt, (loss_weights, scales) = trainable(config), loss_settings(config, stats)
-  batch_sharding = {k: sharding.batch_sharding(mesh) for k in pipeline.DEVICE_KEYS}
+  batch_sharding = {k: sharding.batch_sharding(mesh) for k in pipeline.TRAIN_KEYS}
 
   def train_step(state, batch):
     model, opt = nnx.merge(graphdef, state)
     key = jax.random.fold_in(jax.random.key(config.seed), opt.step[...])
+    video = device_input.model_video(batch, config.input.mean, config.input.std)
 
     def loss_fn(model):
-      return losses.multitask_loss(model(batch['video'], key=key), batch, loss_weights, config.label_smoothing,
+      return losses.multitask_loss(model(video, key=key), batch, loss_weights, config.label_smoothing,
                                    scales)
 
     (loss, parts), grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)

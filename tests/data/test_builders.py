@@ -169,7 +169,7 @@ def test_eval_pipeline_yields_every_clip_once(ravdess):
   seen = [p for b in batches for p, m in zip(b['path'], np.asarray(b['mask'])) if m]
   assert sorted(seen) == sorted(examples) and len(set(seen)) == 10
   b = batches[-1]
-  assert b['video'].shape == (4, 4, 32, 32, 3) and b['video'].dtype == np.float32
+  assert b['video'].shape == (4, 4, 32, 32, 3) and b['video'].dtype == np.uint8
   assert b['boxes'].shape == (4, 4, 4) and b['landmarks'].shape == (4, 4, 5, 2) and b['label'].shape == (4,)
 
 

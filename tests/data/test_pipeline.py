@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import jax
+import pytest
 import numpy as np
 
 from mtcae_jax.configs import default
@@ -34,10 +35,6 @@ def tiny_config():
   return c
 
 
-def _unnormalise(video, config):
-  return np.asarray(video) * np.asarray(config.input.std) + np.asarray(config.input.mean)
-
-
 def test_eval_every_example_once_padded_and_masked():
   config = tiny_config()
   batches = list(pipeline.eval_batches(fake_source(10), config, global_batch_size=4))
@@ -47,10 +44,11 @@ def test_eval_every_example_once_padded_and_masked():
   assert seen == list(range(10))
   b = batches[0]
   assert isinstance(b['video'], jax.Array) and b['video'].shape == (4, 4, 16, 16, 3)
-  # Centre of each of 4 segments of 16 stored frames: 2, 6, 10, 14; pixel (i, t, 0) comes back after normalising.
-  pixels = _unnormalise(b['video'], config)[:, :, 8, 8] * 255
-  np.testing.assert_allclose(pixels[1, :, 1], [2, 6, 10, 14], atol=1e-3)
-  np.testing.assert_allclose(pixels[:, 0, 0], [0, 1, 2, 3], atol=1e-3)
+  assert b['video'].dtype == np.uint8 and 'colour' not in b  # normalised on the device, never colour-jittered
+  # Centre of each of 4 segments of 16 stored frames: 2, 6, 10, 14; pixel (i, t, 0) comes back exactly.
+  pixels = np.asarray(b['video'])[:, :, 8, 8]
+  np.testing.assert_array_equal(pixels[1, :, 1], [2, 6, 10, 14])
+  np.testing.assert_array_equal(pixels[:, 0, 0], [0, 1, 2, 3])
   np.testing.assert_allclose(np.asarray(b['boxes'])[0, :, 0], 0.2 + np.array([2, 6, 10, 14]) / 100, atol=1e-6)
   assert b['path'].tolist() == ['clip00.mp4', 'clip01.mp4', 'clip02.mp4', 'clip03.mp4']
   assert np.asarray(b['label']).tolist() == [0, 1, 2, 3]
@@ -60,9 +58,9 @@ def test_eval_temporal_views():
   config = tiny_config()
   b = next(pipeline.eval_batches(fake_source(2), config, global_batch_size=2, num_views=2))
   assert b['video'].shape == (2, 2, 4, 16, 16, 3) and b['boxes'].shape == (2, 2, 4, 4)
-  frames = _unnormalise(b['video'], config)[0, :, :, 8, 8, 1] * 255
+  frames = np.asarray(b['video'])[0, :, :, 8, 8, 1]
   # Offsets 1/4 and 3/4 into segments of 4 frames: frames 1, 5, 9, 13 and 3, 7, 11, 15.
-  np.testing.assert_allclose(frames, [[1, 5, 9, 13], [3, 7, 11, 15]], atol=1e-3)
+  np.testing.assert_array_equal(frames, [[1, 5, 9, 13], [3, 7, 11, 15]])
 
 
 def test_train_is_seeded_shuffled_and_resumable():
@@ -73,7 +71,7 @@ def test_train_is_seeded_shuffled_and_resumable():
   resumed = run(start_step=4, num_steps=2)
   for a, b in zip(first[4:], resumed):
     assert np.array_equal(a['index'], b['index'])
-    for k in ('video', 'boxes', 'landmarks', 'face_mask', 'label'):
+    for k in pipeline.TRAIN_KEYS:
       np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
   # 2 steps per epoch (10 // 4): each epoch's 8 examples are distinct, and epochs are shuffled differently.
   epoch0 = np.concatenate([b['index'] for b in first[:2]])
@@ -82,7 +80,8 @@ def test_train_is_seeded_shuffled_and_resumable():
   other = list(pipeline.train_batches(source, config, global_batch_size=4, seed=8, num_steps=1))
   assert not np.array_equal(other[0]['index'], first[0]['index'])
   b = first[0]
-  assert b['video'].dtype == np.float32 and b['video'].shape == (4, 4, 16, 16, 3)
+  assert b['video'].dtype == np.uint8 and b['video'].shape == (4, 4, 16, 16, 3)
+  assert b['colour'].shape == (4, 3) and b['colour'].dtype == np.float32
   assert (np.asarray(b['boxes']) >= 0).all() and (np.asarray(b['boxes']) <= 1).all()
   assert np.asarray(b['mask']).all()
 
@@ -107,3 +106,47 @@ def test_batches_sharded_over_data_and_fsdp_axes():
                      env=dict(os.environ, PYTHONPATH=ROOT))
   assert r.returncode == 0, r.stderr[-2000:]
   assert r.stdout.strip().splitlines()[-1] == str(list(range(10)))
+
+
+def _local_batches(source, config, rows, num_workers, start_step=0, num_steps=3):
+  """One process's shares (rows `rows` of each global batch of 4) as NumPy, nothing on the device: what a
+  process of a multi-process job loads (pipeline.process_rows gives it its rows)."""
+  original = pipeline.process_rows
+  pipeline.process_rows = lambda sharding, global_batch_size: rows
+  try:
+    batches = pipeline.train_batches(source, config, 4, seed=3, start_step=start_step, num_steps=num_steps,
+                                     num_workers=num_workers)
+  finally:
+    pipeline.process_rows = original
+  return list(batches.local_dataset())
+
+
+def test_train_batches_same_for_any_processes_workers_and_resume():
+  """Example i of step s is the same with 1 or 2 processes, 0 or 2 worker processes, and after a resume."""
+  config, source = tiny_config(), fake_source(10)
+  whole = _local_batches(source, config, (0, 4), num_workers=0)
+  halves = [_local_batches(source, config, rows, num_workers=0) for rows in ((0, 2), (2, 4))]
+  workers = _local_batches(source, config, (0, 4), num_workers=2)
+  resumed = _local_batches(source, config, (0, 4), num_workers=0, start_step=2, num_steps=1)
+  assert len(whole) == len(workers) == 3 and len(resumed) == 1
+  for step, batch in enumerate(whole):
+    assert set(batch) == set(pipeline.TRAIN_KEYS) | {'index', 'path'}
+    for k, v in batch.items():
+      np.testing.assert_array_equal(np.concatenate([halves[0][step][k], halves[1][step][k]]), v)
+      np.testing.assert_array_equal(workers[step][k], v)
+      if step == 2:
+        np.testing.assert_array_equal(resumed[0][k], v)
+
+
+def test_train_state_resumes_where_it_stopped_and_refuses_other_data():
+  config, source = tiny_config(), fake_source(10)
+  batches = pipeline.train_batches(source, config, 4, seed=3, num_steps=3, num_workers=0)
+  it = iter(batches)
+  next(it), next(it)
+  state = batches.get_state()
+  assert state == {'step': 2, 'seed': 3, 'num_examples': 10, 'global_batch_size': 4}
+  assert pipeline.resume_step(state, source, 4, 3) == 2
+  for args, what in (((fake_source(9), 4, 3), 'num_examples 10 -> 9'), ((source, 2, 3), 'global_batch_size 4 -> 2'),
+                     ((source, 4, 4), 'seed 3 -> 4')):
+    with pytest.raises(ValueError, match=what):
+      pipeline.resume_step(state, *args)
