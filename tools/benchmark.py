@@ -14,6 +14,15 @@ trace of three steps and prints the device time per kernel. Figures: docs/BENCHM
 
 instead measures batch prediction as `python -m mtcae_jax.predict` runs it (decoding included): clips/s, the
 median of `--steps` passes over the videos after a warm-up pass. Figures: docs/PREDICT.md.
+
+    python tools/benchmark.py --input --config=configs/demo.py --config.num_frames=16 --config.image_size=224 \
+        --json=input.json
+
+instead measures the host input pipeline alone: training clips/s (read, decode, sample, augment, stack; nothing on
+the device) with config.input.num_workers worker processes (-1: one per core), per worker and in total, and the
+bytes per clip sent to the device. `--real_data` adds to the train benchmark the step fed by the real pipeline
+(the config's dataset). The demo config's data is built into WORKDIR/data first. Figures:
+docs/BENCHMARKS.md#input-pipeline.
 """
 
 import json
@@ -46,6 +55,10 @@ def define_flags(fv):
                        flag_values=fv)
   flags.DEFINE_integer('workers', 0, 'With --predict: decoding threads (0: one per core, up to 8).', lower_bound=0,
                        flag_values=fv)
+  flags.DEFINE_bool('input', False, 'Instead: host clips/s of the training input pipeline.', flag_values=fv)
+  flags.DEFINE_bool('real_data', False, "Also time the train step fed by the config's dataset.", flag_values=fv)
+  cli.DEFINE_path('workdir', 'runs/demo', 'With --input or --real_data and a config that prepares the demo data: '
+                  'its data is built into WORKDIR/data (once; the demo run uses the same).', fv)
   cli.DEFINE_path('json', None, 'Write all figures to this JSON file.', fv)
   cli.DEFINE_allow_cpu(fv)
 
@@ -56,6 +69,8 @@ def command(fv, argv):
   accelerator.check(fv.allow_cpu)
   logging.set_verbosity(logging.WARNING)
   config = fv.config
+  if (fv.input or fv.real_data) and config is not None and config.get('prepare_demo_data'):
+    demo_data.ensure_prepared(config, fv.workdir)
   if fv.predict:
     from mtcae_jax.predict import inference  # pylint: disable=g-import-not-at-top
     logging.set_verbosity(logging.ERROR)  # orbax warns about metadata files of older checkpoints, every time
@@ -65,11 +80,17 @@ def command(fv, argv):
     except (inference.PredictError, OSError) as e:
       raise cli.Error(e) from None
   else:
+    from mtcae_jax.measure import input_speed  # pylint: disable=g-import-not-at-top
+    batch = fv.batch or config.batch_size
     try:
-      result = speed.run(config, fv.batch or config.batch_size, fv.steps,
-                         compare_torch=fv.compare == 'torch', encoder_only=fv.encoder_only,
-                         matmul_size=fv.matmul_size, profile=fv.profile)
-    except ValueError as e:  # a config the model rejects, e.g. an unknown variant
+      if fv.input:
+        result = {'input': input_speed.input_throughput(config, batch, fv.steps),
+                  'machine': speed.machine_summary()}
+      else:
+        result = speed.run(config, batch, fv.steps, compare_torch=fv.compare == 'torch',
+                           encoder_only=fv.encoder_only, matmul_size=fv.matmul_size, profile=fv.profile,
+                           real_batches=input_speed.real_batches(config, batch) if fv.real_data else None)
+    except (ValueError, FileNotFoundError) as e:  # a config the model rejects, a dataset not prepared
       raise cli.Error(e) from None
   result['command'] = ' '.join(['tools/benchmark.py'] + argv)
   if fv.json:

@@ -15,6 +15,8 @@ import numpy as np
 
 from mtcae_jax.data import silent_tensorflow
 
+ENDLESS = 2 ** 40  # steps: the end of training when none is given
+
 # Threads per worker process (or in this process, without workers): JPEG decoding and OpenCV release the GIL.
 THREADS = 2
 
@@ -64,9 +66,11 @@ class Batches:
     self.step = start_step
     self._batches = None
 
-  def local_dataset(self):
-    """The grain pipeline of this process's shares of the batches (NumPy, nothing on the device)."""
-    ds = grain.MapDataset.range(self.start_step * self.local_batch, self.stop_step * self.local_batch)
+  def local_batches(self):
+    """This process's shares of the batches of steps [step, stop_step) as NumPy (nothing on the device)."""
+    # Past stop_step the grain pipeline goes on (never ends): grain's workers leave the shared memory of their last
+    # batches to the resource tracker when they reach the end of their slice, not when they are closed.
+    ds = grain.MapDataset.range(self.step * self.local_batch, ENDLESS * self.local_batch)
     ds = ds.map(self.example).batch(self.local_batch, batch_fn=stack)
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=THREADS, prefetch_buffer_size=2 * THREADS))
     if self.num_workers:
@@ -76,7 +80,12 @@ class Batches:
         flags.FLAGS.mark_as_parsed()
       it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.num_workers, per_worker_buffer_size=2),
                           worker_init_fn=_init_worker)
-    return it
+    it = iter(it)
+    try:
+      for _ in range(self.step, self.stop_step):
+        yield next(it)
+    finally:
+      it.close()
 
   def get_state(self):
     """{'step': the next step this iterator gives, ...identity}: resuming there gives the same batches."""
@@ -96,7 +105,7 @@ class Batches:
       self._batches.close()
 
   def _generate(self):
-    local = iter(self.local_dataset())
+    local = self.local_batches()
     # The next batch goes to the device on a thread while the caller uses this one.
     with cf.ThreadPoolExecutor(1) as pool:
       put = lambda: to_global(next(local), self.sharding, self.global_batch_size, self.device_keys)
@@ -113,5 +122,4 @@ class Batches:
             future.result()
           except Exception:  # pylint: disable=broad-except  # the caller stopped early; this batch is unused
             pass
-        if hasattr(local, 'close'):
-          local.close()
+        local.close()

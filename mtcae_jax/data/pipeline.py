@@ -185,14 +185,12 @@ def train_batches(source, config, global_batch_size, *, mesh=None, seed=None, st
   if len(source) // global_batch_size == 0:
     raise ValueError(f'{len(source)} examples make no batch of {global_batch_size}')
   rows = process_rows(sharding, global_batch_size)
-  stop = start_step + num_steps if num_steps is not None else ENDLESS
+  stop = start_step + num_steps if num_steps is not None else loader.ENDLESS
   return loader.Batches(_TrainExample(source, config, global_batch_size, rows, seed, augment), rows[1] - rows[0],
                         start_step, stop, sharding=sharding, global_batch_size=global_batch_size,
                         device_keys=TRAIN_KEYS, num_workers=_num_workers(config, num_workers),
                         identity=dict(seed=seed, num_examples=len(source), global_batch_size=global_batch_size))
 
-
-ENDLESS = 2 ** 40  # steps
 
 
 def resume_step(state, source, global_batch_size, seed):

@@ -118,7 +118,7 @@ def _local_batches(source, config, rows, num_workers, start_step=0, num_steps=3)
                                      num_workers=num_workers)
   finally:
     pipeline.process_rows = original
-  return list(batches.local_dataset())
+  return list(batches.local_batches())
 
 
 def test_train_batches_same_for_any_processes_workers_and_resume():

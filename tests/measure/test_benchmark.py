@@ -94,3 +94,22 @@ def test_benchmark_of_batch_prediction(tmp_path):
   bad = subprocess.run([sys.executable, 'tools/benchmark.py', f'--predict={tmp_path}'], cwd=ROOT,
                        capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS='cpu'), timeout=300)
   assert bad.returncode == 2 and bad.stderr.startswith('error: ') and 'Traceback' not in bad.stderr, bad.stderr
+
+
+def test_input_benchmark_and_real_data_steps(tmp_path, demo_data_dir):
+  """--input: host clips/s with one worker process and the exact bytes a clip sends to the device (the demo config:
+  8 frames of 64 px); --real_data: the train step also fed by the real pipeline."""
+  data = [f'--config.data_dir={demo_data_dir}', '--config.input.num_workers=1', '--steps=2']
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  run = lambda *args: subprocess.run([sys.executable, 'tools/benchmark.py', '--config=configs/demo.py', *data, *args],
+                                     cwd=ROOT, env=env, check=True, timeout=300)
+  run('--input', f'--json={tmp_path / "input.json"}')
+  figures = json.loads((tmp_path / 'input.json').read_text())['input']
+  assert figures['num_workers'] == 1 and figures['clips_per_s'] == figures['clips_per_s_per_worker'] > 0
+  t, s = 8, 64
+  # uint8 video, float32 boxes, landmarks and colour factors, bool face mask and mask, int32 label.
+  assert figures['bytes_per_clip_to_device'] == t * s * s * 3 + t * 4 * 4 + t * 5 * 2 * 4 + t + 4 + 1 + 3 * 4
+  assert figures['float32_video_bytes_per_clip'] == 4 * t * s * s * 3
+  run('--real_data', '--noencoder_only', '--matmul_size=128', f'--json={tmp_path / "real.json"}')
+  train = json.loads((tmp_path / 'real.json').read_text())['train']
+  assert train['real_data']['steps'] == 2 and train['real_data']['clips_per_s'] > 0
