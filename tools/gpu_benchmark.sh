@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/BENCHMARKS.md in one go, on one H100 or H200 (about 9 minutes, compilation included).
 #
-#   tools/gpu_benchmark.sh [OUT_DIR] [SECONDS]   # from the repository root; OUT_DIR defaults to $OUT or bench_gpu
+#   DATA_DIR=runs/demo/data tools/gpu_benchmark.sh [OUT_DIR] [SECONDS]   # from the repository root
 #
-# Needs a CUDA build of JAX, flax, optax, orbax-checkpoint and ml_collections; with torch and transformers one run
-# compares against PyTorch. Packages that the machine lacks can sit as wheels in .whl/ (installed here without a
-# network). Each run writes OUT_DIR/<name>.json and .log, most important first; a run that would start with less
-# than a minute of SECONDS (default 540) left is skipped, so the whole script fits a lease.
+# OUT_DIR defaults to $OUT or bench_gpu. Needs a CUDA build of JAX, flax, optax, orbax-checkpoint, ml_collections,
+# grain and tensorflow-datasets (no TensorFlow); with torch and transformers one run compares against PyTorch.
+# Packages that the machine lacks can sit as wheels in .whl/ (installed here without a network). DATA_DIR holds the
+# prepared demo dataset (`python -m mtcae_jax.main --config=configs/demo.py --workdir=runs/demo` builds it; copied
+# to the machine, it needs no TensorFlow there); without it the input-pipeline runs are skipped. Each run writes
+# OUT_DIR/<name>.json and .log, most important first; a run that would start with less than a minute of SECONDS
+# (default 540) left is skipped, so the whole script fits a lease.
 set -uo pipefail
 out=${1:-${OUT:-bench_gpu}}
 budget=${2:-540}
+data=${DATA_DIR:-runs/demo/data}
 mkdir -p "$out"
 py=${PYTHON:-python3}
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -18,8 +22,32 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv | tee "$out/gpu.csv"
+echo "cores: $(nproc)" | tee -a "$out/gpu.csv"
 
-# Correctness first: the attention kernels 'auto' picks on this card against float64 NumPy, forward and gradient
+run() {  # run NAME ARGS...: one benchmark process, within the time left
+  local name=$1; shift
+  local left=$((budget - SECONDS))
+  if ((left < 60)); then echo "=== $name: skipped, ${left} s left"; return; fi
+  echo "=== $name: $*"
+  timeout $left $py tools/benchmark.py "$@" --json="$out/$name.json" 2>&1 | grep -v '^I[0-9]' | tee "$out/$name.log"
+}
+
+# Does the host keep the GPU fed? The input pipeline alone at 16 x 224 with training augmentation (host clips/s
+# by worker processes), then the L/16 and LGI/512 cascaded steps on a synthetic batch and fed by that pipeline
+# (cores - 2 workers), in the same process.
+if [[ -d "$data/ravdess_dfer" ]]; then
+  for w in 1 4 $(($(nproc) - 2)); do
+    run input_w$w --input --config=configs/demo.py --config.data_dir="$data" --config.num_frames=16 \
+      --config.image_size=224 --config.input.num_workers=$w --batch=8 --steps=60
+  done
+  real="--config.data_dir=$data --config.model.dtype=bfloat16 --batch=8 --steps=10 --real_data --noencoder_only"
+  run l16_cascaded_bf16_b8_real_data --config=configs/ravdess.py:variant=L/16 $real
+  run lgi512_cascaded_bf16_b8_real_data --config=configs/ravdess.py:variant=LGI/512 $real
+else
+  echo "=== input pipeline runs skipped: no prepared demo dataset in $data (set DATA_DIR)"
+fi
+
+# Correctness: the attention kernels 'auto' picks on this card against float64 NumPy, forward and gradient
 # (cuDNN for the encoder's 64-wide heads; the paper decoder's 512-wide heads fall back to XLA).
 $py - <<'EOF' 2>&1 | grep -v '^I[0-9]' | tee "$out/attention_check.txt"
 import jax, jax.numpy as jnp, numpy as np, flax
@@ -45,14 +73,6 @@ for name, shape in (('encoder', (2, 1568, 16, 64)), ('paper decoder', (2, 1568, 
   print(f'{name} {shape} bf16, auto={impl}: cuDNN custom call {"cudnn" in hlo}, '
         f'rel. error out {rel(out, ref_out):.2e}, dq {rel(dq, ref_dq):.2e}')
 EOF
-
-run() {  # run NAME ARGS...: one benchmark process, within the time left
-  local name=$1; shift
-  local left=$((budget - SECONDS))
-  if ((left < 60)); then echo "=== $name: skipped, ${left} s left"; return; fi
-  echo "=== $name: $*"
-  timeout $left $py tools/benchmark.py "$@" --json="$out/$name.json" 2>&1 | grep -v '^I[0-9]' | tee "$out/$name.log"
-}
 
 # The target: the paper's L/16 cascaded model, bfloat16 compute, batch 8, the defaults for a GPU ('auto': cuDNN
 # attention, unrolled layers). The encoder-only (stl) step is timed in the same process.
