@@ -226,6 +226,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
           print(f'Stopped at step {step} ({"SIGTERM" if stop["signal"] else "stop_after"}) with a checkpoint; '
                 'rerun the same command to resume.', file=sys.stderr)
         break
+  batches.close()  # its worker processes
   ckpt.wait()
   if not multi_process:
     signal.signal(signal.SIGTERM, previous_handler)

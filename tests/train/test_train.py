@@ -32,7 +32,14 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(demo_data_di
   config = small_config(demo_data_dir)
   straight = loop.train_and_evaluate(config, tmp_path / 'a')
   assert loop.train_and_evaluate(config, tmp_path / 'b', stop_after=1) is None  # preempted after step 1
-  assert checkpointing.Checkpoints(tmp_path / 'b' / 'checkpoints').latest_step() == 1
+  ckpt = checkpointing.Checkpoints(tmp_path / 'b' / 'checkpoints')
+  assert ckpt.latest_step() == 1
+  # The input iterator's state: the next step, and what the order depends on (12 training clips).
+  assert ckpt.record(1)['data'] == {'step': 1, 'seed': config.seed, 'num_examples': 12,
+                                    'global_batch_size': config.batch_size}
+  ckpt.close()
+  # Resumed with a worker process loading the data (the first part had none): the same batches.
+  config.input.num_workers = 1
   resumed = loop.train_and_evaluate(config, tmp_path / 'b')
   a, b = final_params(tmp_path / 'a', 4), final_params(tmp_path / 'b', 4)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
