@@ -7,6 +7,7 @@ not depend on the number of workers, threads or processes. The iterator's state 
 """
 
 import concurrent.futures as cf
+import os
 
 import grain
 import jax
@@ -24,7 +25,6 @@ THREADS = 2
 def auto_workers():
   """Worker processes when the config says -1: none on a CPU backend (its cores run the model), else all cores
   but two (the training loop and the transfers to the device)."""
-  import os  # pylint: disable=g-import-not-at-top
   return 0 if jax.default_backend() == 'cpu' else max(1, (os.cpu_count() or 1) - 2)
 
 
@@ -83,7 +83,10 @@ class Batches:
     it = iter(it)
     try:
       for _ in range(self.step, self.stop_step):
-        yield next(it)
+        batch = next(it)
+        # A worker's arrays live in shared memory until they are dropped: copied out, they are freed now rather
+        # than whenever the last reference goes (or at exit, with a warning), and nothing on the device aliases them.
+        yield {k: np.array(v) for k, v in batch.items()} if self.num_workers else batch
     finally:
       it.close()
 
