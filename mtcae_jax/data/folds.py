@@ -3,6 +3,10 @@
 NUM_FOLDS = 5
 
 
+class EmptyFold(ValueError):
+  """A fold that would have no clip (too few actors, or all of a fold's clips unusable); a one-line message."""
+
+
 def split_names(num_folds=NUM_FOLDS):
   return [f'fold{k}' for k in range(num_folds)]
 
@@ -19,6 +23,12 @@ def assign_folds(clips_per_actor, num_folds=NUM_FOLDS):
     fold_of[actor] = k
     totals[k] += count
   return fold_of
+
+
+def empty_folds(fold_of, num_folds=NUM_FOLDS):
+  """The split names of the folds that no actor of {actor: fold} is in."""
+  used = set(fold_of.values())
+  return [name for k, name in enumerate(split_names(num_folds)) if k not in used]
 
 
 def train_split(fold, num_folds=NUM_FOLDS):

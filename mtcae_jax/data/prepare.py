@@ -2,10 +2,11 @@
 installed as `mtcae-prepare`).
 
     python -m mtcae_jax.data.prepare --dataset=ravdess_dfer --manual_dir=DIR --data_dir=DIR [--workers=N]
+        [--clip_timeout=SECONDS]
     python -m mtcae_jax.data.prepare --dataset=ravdess_dfer/video_speech_8class --manual_dir=DIR --data_dir=DIR
 
 Writes array_record files (read with `tfds.data_source`) and prints the split sizes and the skipped files.
-Bad arguments give a one-line error and exit status 2.
+Bad arguments, and data that would leave a cross-validation fold empty, give a one-line error and exit status 2.
 """
 
 import os
@@ -15,6 +16,8 @@ from absl import flags
 
 from mtcae_jax import cli
 from mtcae_jax.data import faces, silent_tensorflow
+from mtcae_jax.data import folds as folds_lib
+from mtcae_jax.data import pool as pool_lib
 
 SHOW_SKIPPED = 20
 
@@ -29,13 +32,17 @@ def define_flags(fv):
   cli.DEFINE_path('manual_dir', None, 'The unpacked download, in the layout of docs/DATA.md.', fv, required=True)
   cli.DEFINE_path('data_dir', None, 'Where TFDS writes the prepared dataset.', fv, required=True)
   flags.DEFINE_integer('workers', os.cpu_count() or 1, 'Worker processes (0: in-process).', flag_values=fv)
+  flags.DEFINE_float('clip_timeout', pool_lib.CLIP_TIMEOUT, 'Seconds a clip may take in a worker process; past '
+                     'them the worker is killed and the clip skipped (0: no limit; none with --workers=0).',
+                     flag_values=fv)
   flags.DEFINE_bool('drop_faceless', False, 'Leave out clips with no face in any frame.', flag_values=fv)
   flags.DEFINE_integer('min_face_size', faces.MIN_FACE_SIZE, 'Smallest face MTCNN searches for, in pixels of the '
                        '224x224 frame (mtcnn itself: 20).', flag_values=fv)
   flags.DEFINE_bool('overwrite', False, 'Rebuild if the prepared dataset already exists.', flag_values=fv)
 
 
-def make_builder(dataset, data_dir, workers=None, drop_faceless=False, min_face_size=faces.MIN_FACE_SIZE):
+def make_builder(dataset, data_dir, workers=None, drop_faceless=False, min_face_size=faces.MIN_FACE_SIZE,
+                 clip_timeout=pool_lib.CLIP_TIMEOUT):
   """The builder for 'name' or 'name/config'; raises UsageError for an unknown name or config."""
   silent_tensorflow.import_tf()  # TensorFlow quiet and off the accelerators before TFDS imports it
   from mtcae_jax.data import datasets  # pylint: disable=g-import-not-at-top  # imports TFDS: after silent_tensorflow
@@ -52,7 +59,7 @@ def make_builder(dataset, data_dir, workers=None, drop_faceless=False, min_face_
   except ValueError as e:
     raise UsageError(f'--{e}') from None
   return cls(data_dir=data_dir, workers=workers, drop_faceless=drop_faceless, min_face_size=min_face_size,
-             **kwargs)
+             clip_timeout=clip_timeout, **kwargs)
 
 
 def prepare(builder, manual_dir, overwrite=False):
@@ -80,13 +87,16 @@ def command(args, rest):
     raise cli.Error(f'--manual_dir={args.manual_dir} is not a directory')
   if args.workers < 0:
     raise cli.Error(f'--workers must be >= 0, got {args.workers}')
+  if not args.clip_timeout >= 0:  # also NaN
+    raise cli.Error(f'--clip_timeout must be >= 0 seconds (0: no limit), got {args.clip_timeout}')
   if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
     raise cli.Error(f'--data_dir={args.data_dir} exists and is not a directory')
   silent_tensorflow.import_tf()
   try:
-    builder = make_builder(args.dataset, args.data_dir, args.workers, args.drop_faceless, args.min_face_size)
+    builder = make_builder(args.dataset, args.data_dir, args.workers, args.drop_faceless, args.min_face_size,
+                           args.clip_timeout)
     meta = prepare(builder, args.manual_dir, args.overwrite)
-  except UsageError as e:
+  except (UsageError, folds_lib.EmptyFold) as e:
     raise cli.Error(e) from None
   except ValueError as e:
     if str(e).startswith('no '):  # no clip of the dataset under manual_dir

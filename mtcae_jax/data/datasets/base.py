@@ -7,6 +7,8 @@ import collections
 import dataclasses
 import functools
 import os
+import stat
+import threading
 
 from absl import logging
 from etils import epath
@@ -45,7 +47,11 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   drop_faceless, leave out clips in which MTCNN finds no face in any frame (by default they are kept with an
   all-false `face_mask`; either way they are listed in the metadata); pool, a running pool_lib.ClipPool to use
   instead of starting one (several builds then share its workers' start-up); min_face_size, the smallest face
-  MTCNN searches for, in pixels of the 224x224 frame (faces.MIN_FACE_SIZE).
+  MTCNN searches for, in pixels of the 224x224 frame (faces.MIN_FACE_SIZE); clip_timeout, seconds a clip may
+  take in a worker before the worker is killed and the clip skipped (None or 0: no limit; in-process, none).
+
+  Raises folds_lib.EmptyFold (a one-line message) where a fold would be empty: before any clip is decoded when
+  there are fewer actors than folds, or at the end of a fold none of whose clips could be used.
   """
 
   VERSION = tfds.core.Version('1.0.0')
@@ -56,8 +62,10 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   LICENSE = ''  # the dataset's own terms, which its clips keep when prepared
 
   def __init__(self, *, workers=None, drop_faceless=False, pool=None, min_face_size=faces.MIN_FACE_SIZE,
-               **kwargs):
+               clip_timeout=pool_lib.CLIP_TIMEOUT, **kwargs):
     self._workers = workers
+    # Past threading's limit a wait raises OverflowError: that is no limit.
+    self._clip_timeout = clip_timeout if clip_timeout and clip_timeout < threading.TIMEOUT_MAX else None
     self._drop_faceless = drop_faceless
     self._min_face_size = faces.check_min_face_size(min_face_size)  # here, not once per clip in the workers
     self._shared_pool = pool
@@ -132,11 +140,21 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         continue
       if name is None:
         self._excluded += 1
-      else:
-        clips.append((relpath, name))
+        continue
+      reason = not_regular(os.fspath(manual_dir / relpath))
+      if reason is not None:
+        self._skipped.append({'path': relpath, 'reason': reason})
+        continue
+      clips.append((relpath, name))
     if not clips:
       raise ValueError(f'no {self.name} clips under {manual_dir} (expected {self.LAYOUT})')
     fold_of = folds_lib.assign_folds(collections.Counter(name.actor for _, name in clips))
+    empty = folds_lib.empty_folds(fold_of)
+    if empty:  # TFDS would fail on the empty split only after every clip is decoded
+      raise folds_lib.EmptyFold(
+          f'{self.name} needs at least one actor per fold ({folds_lib.NUM_FOLDS} '
+          f'subject-independent folds), but the clips under {manual_dir} have {len(fold_of)} actor(s) '
+          f'({", ".join(str(a) for a in sorted(fold_of))}): {", ".join(empty)} would be empty')
     self._fold_actors = {
         split: sorted({int(a) for a, f in fold_of.items() if f == k})
         for k, split in enumerate(folds_lib.split_names())}
@@ -147,19 +165,51 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     paths = [os.fspath(manual_dir / relpath) for relpath, _ in clips]
     names = dict(zip(paths, clips))
     work = functools.partial(stored_example.process, min_face_size=self._min_face_size)
+    timeout = self._clip_timeout
     results = self._pool.imap(work, paths, on_crash=lambda _: (None, pool_lib.CRASH),
-                              desc=f'{self.name} fold{fold}')
+                              desc=f'{self.name} fold{fold}', timeout=timeout,
+                              on_timeout=lambda _: (None, pool_lib.timed_out(timeout)))
+    skipped, dropped, kept = [], 0, 0
     for path, (ex, reason) in results:
       relpath, name = names[path]
       if reason is not None:
         self._skipped.append({'path': relpath, 'reason': reason})
+        skipped.append(f'{relpath}: {reason}')
         continue
       if not ex['face_mask'].any():
         self._faceless.append(relpath)
         if self._drop_faceless:
+          dropped += 1
           continue
+      kept += 1
       yield relpath, dict(ex, label=name.label, actor=name.actor, fold=fold, intensity=name.intensity,
                           path=relpath)
+    if not kept:  # else TFDS: "Failed to finalize writing of split"
+      actors = ', '.join(str(a) for a in sorted({name.actor for _, name in clips}))
+      why = [f'{len(skipped)} skipped' + (f' (first: {skipped[0]})' if skipped else '')]
+      if dropped:
+        why.append(f'{dropped} without a face dropped (--drop_faceless)')
+      raise folds_lib.EmptyFold(
+          f'fold{fold} (actor(s) {actors}) has no usable clip: of its {len(clips)} clip(s), {" and ".join(why)}; '
+          'fix or remove those files (an actor\'s clips all go to one fold, so every fold needs an actor with one '
+          'usable clip)')
+
+
+def not_regular(path):
+  """Why `path` cannot be a clip before it is opened (a FIFO, socket or device, or a dangling link), or None.
+
+  Opening a FIFO blocks until something writes to it: the decoder would wait forever (in-process, nothing can stop
+  it), and a device may never end."""
+  try:
+    mode = os.stat(path).st_mode  # follows links: a link to a clip is a clip
+  except OSError as e:
+    return f'cannot be read: {e.strerror or e}'
+  if stat.S_ISREG(mode):
+    return None
+  kinds = ((stat.S_ISFIFO, 'a FIFO'), (stat.S_ISSOCK, 'a socket'), (stat.S_ISCHR, 'a character device'),
+           (stat.S_ISBLK, 'a block device'), (stat.S_ISDIR, 'a directory'))
+  kind = next((k for test, k in kinds if test(mode)), 'a special file')
+  return f'not a regular file ({kind}): not opened'
 
 
 def list_files(root):
