@@ -5,6 +5,8 @@ r"""Train, evaluate or cross-validate MTCAE-DFER (also installed as `mtcae-train
     python -m mtcae_jax.main --config=configs/mead.py --workdir=runs/mead_cv --mode=cv
 """
 
+import os
+import pathlib
 import sys
 
 from absl import flags, logging
@@ -21,8 +23,20 @@ def define_flags(fv):
   cli.DEFINE_allow_cpu(fv)
 
 
+def check_workdir(workdir):
+  """A one-line cli.Error for a --workdir that is a file, or below one: each mode would fail late with a traceback
+  (mkdir's FileExistsError), after loading TensorFlow and the data."""
+  path = pathlib.Path(workdir).absolute()
+  for p in (path, *path.parents):
+    if os.path.lexists(p):
+      if not p.is_dir():  # a file, or a link to a file or to nothing
+        raise cli.Error(f'--workdir={workdir}: ' + ('is not a directory' if p == path else f'{p} is not a directory'))
+      return
+
+
 def command(fv, args):
   del args
+  check_workdir(fv.workdir)
   logging.set_verbosity(logging.WARNING)
   from mtcae_jax.data import silent_tensorflow  # pylint: disable=g-import-not-at-top
   silent_tensorflow.import_tf()  # where installed: before TFDS imports it, silently and off the accelerators

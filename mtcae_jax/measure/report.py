@@ -6,7 +6,8 @@ r"""Plots and tables of a finished (or running) training or cross-validation wor
 
 From the workdir's files only (log.jsonl, metrics.json, cv_report.json): no TensorFlow, no model. Curves: the
 loss of each task, training and evaluation, box IoU and landmark NME beside the constant baseline's, and UAR/WAR
-at each evaluation. A fold still training shows its curves so far and is left out of the table's mean.
+at each evaluation. A fold still training shows its curves so far and is left out of the table's mean. After a
+resume, the records the interrupted run logged past its checkpoint are superseded: only the latest run's show.
 """
 
 import json

@@ -97,3 +97,19 @@ def test_faces_beside_the_constant_baseline(tmp_path):
   assert '| test fold | 50.00 | 60.00 | 0.5000 (constant 0.2500) | 0.1000 (constant 1.5000) | 5 | 4 |' in md
   curves = png(run / 'report' / 'curves.png')
   assert curves.shape[1] > 4.5 * curves.shape[0]  # six panels: four losses, faces, UAR/WAR
+
+
+def test_a_resumed_run_is_reported_once(tmp_path, monkeypatch):
+  # Killed at step 4 with its checkpoint at 2, resumed and now at step 3: the log holds the first run's records
+  # of steps 3 and 4 too. The curves and the table show the resumed run only.
+  run = tmp_path / 'run'
+  write_run(run, 0.5, 0.6, [[1]], finished=False)
+  with (run / 'log.jsonl').open('a') as f:
+    f.write(json.dumps({'step': 3, 'split': 'train', 'loss': 0.25, 'loss_expression': 0.25}) + '\n')
+  plotted = {}
+  monkeypatch.setattr(report, 'plot_curves', lambda records, path, title='': plotted.update(records=records))
+  md = report.report(run)
+  assert '| 3 (not finished) |' in md
+  assert [(r['split'], r['step']) for r in plotted['records']] == [
+      ('train', 1), ('train', 2), ('eval', 2), ('train', 3)]
+  assert plotted['records'][-1]['loss'] == 0.25
