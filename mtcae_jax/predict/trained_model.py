@@ -132,7 +132,7 @@ def _load_converted(path, class_names):
     raise PredictError(f'{path}: the converted checkpoint has no classifier head (a pre-trained encoder); '
                        'fine-tune it first (config.init_from)')
   graphdef, state = nnx.split(converted.load_converted(path))
-  names = list(class_names) if class_names else [str(i) for i in range(meta['num_classes'])]
+  names = list(class_names or meta.get('class_names') or map(str, range(meta['num_classes'])))
   return Predictor(fn=_jit_model(graphdef, (), default.IMAGENET_MEAN, default.IMAGENET_STD), state=state,
                    num_frames=meta['encoder']['num_frames'], image_size=meta['encoder']['image_size'],
                    class_names=_checked_names(names, meta['num_classes']), source=f'{path} (converted)',

@@ -7,6 +7,7 @@
 
 import dataclasses
 import json
+import math
 import os
 
 import jax
@@ -23,6 +24,40 @@ NOT_COMPARED = ('drop_path', 'decoder_tokens', 'pool')
 CONFIG_KEY = {'num_frames': 'num_frames', 'image_size': 'image_size', 'ln_eps': 'model.encoder.ln_eps',
               'region_size': 'model.encoder.region_size', 'tubelet_size': 'model.encoder.tubelet_size',
               'layer_scale_init': 'model.encoder.layer_scale_init'}
+# Sane bounds on the sizes read from a checkpoint or a config: beyond them a prediction would allocate without end.
+MAX_IMAGE_SIZE, MAX_FRAMES, MAX_WIDTH, MAX_DEPTH = 1024, 256, 16384, 1024
+
+
+def is_int(value):
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def size_problem(s):
+  """What is wrong with the sizes `s` (width, depth, num_heads, mlp_dim, patch_size, tubelet_size, image_size,
+  num_frames; any may be absent) as (field, reason), or None: positive integers that tile, within sane bounds."""
+  for field in ('width', 'depth', 'num_heads', 'mlp_dim', 'patch_size', 'tubelet_size', 'image_size', 'num_frames'):
+    if field in s and not (is_int(s[field]) and s[field] > 0):
+      return field, 'must be a positive integer'
+  get = lambda k, default=None: s.get(k, default)
+  if get('width', 0) > MAX_WIDTH or get('depth', 0) > MAX_DEPTH or get('mlp_dim', 0) > 8 * MAX_WIDTH:
+    field = next(k for k, top in (('width', MAX_WIDTH), ('depth', MAX_DEPTH), ('mlp_dim', 8 * MAX_WIDTH))
+                 if get(k, 0) > top)
+    return field, 'is beyond any released encoder'
+  if 'num_heads' in s and 'width' in s and s['width'] % s['num_heads']:
+    return 'num_heads', f"does not divide the width {s['width']}"
+  if 'image_size' in s:
+    patch = get('patch_size', 1)
+    if not patch <= s['image_size'] <= MAX_IMAGE_SIZE or s['image_size'] % patch:
+      return 'image_size', f'must be a multiple of the patch size {patch} from {patch} to {MAX_IMAGE_SIZE} px'
+  if 'num_frames' in s:
+    tubelet = get('tubelet_size', 1)
+    if not tubelet <= s['num_frames'] <= MAX_FRAMES or s['num_frames'] % tubelet:
+      return 'num_frames', f'must be a multiple of the tubelet size {tubelet} from {tubelet} to {MAX_FRAMES}'
+  return None
+
+
+def eps_ok(value):
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 < value < 1
 
 
 class ConvertedEncoder(nnx.Module):
@@ -65,12 +100,42 @@ def abstract_encoder(meta, impl='einsum'):
 
 
 def read_config(out_dir):
+  """A converted checkpoint's config.json, checked: its sizes bound what loading and prediction allocate."""
   try:
     with open(os.path.join(out_dir, 'config.json')) as f:
-      return json.load(f)
+      meta = json.load(f)
   except (OSError, ValueError) as e:
     raise CheckpointError(f'{os.fsdecode(out_dir)}: not a converted checkpoint (no readable config.json: {e})'
                           ) from None
+  problem = _config_problem(meta)
+  if problem:
+    raise CheckpointError(f'{os.fsdecode(out_dir)}: not a valid converted checkpoint: config.json {problem}')
+  return meta
+
+
+def _config_problem(meta):
+  if not isinstance(meta, dict) or not isinstance(meta.get('encoder'), dict):
+    return 'is not an object with an encoder'
+  e = meta['encoder']
+  if e.get('name') not in ENCODERS:
+    return f"names no known encoder ({str(e.get('name'))[:40]!r})"
+  bad = size_problem(e)
+  if bad:
+    return f'encoder.{bad[0]}={str(e.get(bad[0]))[:40]} {bad[1]}'
+  if not eps_ok(e.get('ln_eps', 1e-6)) or not eps_ok(meta.get('fc_norm_eps', 1e-6)):
+    return 'has a LayerNorm eps that is not a number in (0, 1)'
+  classes = meta.get('num_classes')
+  if not is_int(classes) or classes < 0 or not isinstance(meta.get('fc_norm'), bool):
+    return 'has no valid num_classes / fc_norm'
+  names = meta.get('class_names')
+  if names is not None and not (isinstance(names, list) and len(names) == classes
+                                and all(isinstance(n, str) for n in names)):
+    return f'has class_names that are not {classes} strings'
+  try:
+    ENCODERS[e['name']][1](**{k: v for k, v in e.items() if k != 'name'})
+  except (TypeError, ValueError) as err:
+    return f'has an encoder the model cannot build: {err}'
+  return None
 
 
 def _read_state(out_dir, abstract_state):
