@@ -12,7 +12,9 @@ the model's `num_frames` of those at its `image_size`. No face detector runs: th
 mapped back to the source video's pixels (x right, y down, edges of the frame at 0 and width/height).
 
 A folder (searched recursively for video files), several `--video`s or `--videos_from=LIST` run as a batch and
-write JSON lines, one per video; a video that cannot be read gets a line with its `error` and the rest go on.
+write JSON lines, one per video; a video that cannot be read, or whose outputs are not finite (NaN or inf: a
+damaged checkpoint), gets a line with its `error` and the rest go on; each model call pads its clips only to the
+next power of two up to `--batch_size`.
 Exit status: 0 when every video was predicted, 1 when some were (the failed ones are in the output and on
 stderr), 2 when none was or the command itself is wrong (bad flags, not a checkpoint): then one line `error: ...`.
 """
@@ -87,9 +89,9 @@ def command(args, rest):
     if single:
       try:
         record = predict_video(predictor, paths[0], overlay_path=args.overlay, sheet_path=args.sheet)
-      except video.VideoError as e:
-        raise video.VideoError(f'{paths[0]}: {e}') from None
-      _write(args.output, json.dumps(record, indent=1) + '\n')
+      except (video.VideoError, PredictError) as e:
+        raise type(e)(f'{paths[0]}: {e}') from None
+      _write(args.output, json.dumps(record, indent=1, allow_nan=False) + '\n')
       return 0
     return _batch(predictor, paths, args)
   except (PredictError, video.VideoError, OSError) as e:
@@ -98,24 +100,28 @@ def command(args, rest):
 
 def _batch(predictor, paths, args):
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  failed = 0
+  failed, reasons = 0, set()
   out = open(args.output, 'w') if args.output else sys.stdout  # pylint: disable=consider-using-with
   try:
     with tqdm(total=len(paths), desc='predict', unit='video', file=sys.stderr) as bar:
       for record in predict_many(predictor, paths, batch_size=args.batch_size, workers=args.workers):
         if 'error' in record:
           failed += 1
+          if len(reasons) < 2:  # enough to tell whether all failed for one reason
+            reasons.add(record['error'])
           tqdm.write(f'skipped {record["video"]}: {record["error"]}', file=sys.stderr)
-        out.write(json.dumps(record) + '\n')
+        out.write(json.dumps(record, allow_nan=False) + '\n')
         out.flush()
         bar.update(1)
   finally:
     if out is not sys.stdout:
       out.close()
   if failed == len(paths):
-    raise cli.Error(f'none of the {len(paths)} videos could be read')
+    # One shared reason (a checkpoint whose outputs are NaN, say) is the diagnosis: name it.
+    raise cli.Error(f'none of the {len(paths)} videos could be predicted'
+                    + (f': {next(iter(reasons))}' if len(reasons) == 1 else ''))
   if failed:
-    print(f'{failed} of {len(paths)} videos could not be read (their lines have an "error")', file=sys.stderr)
+    print(f'{failed} of {len(paths)} videos could not be predicted (their lines have an "error")', file=sys.stderr)
   return 1 if failed else 0
 
 

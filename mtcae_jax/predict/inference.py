@@ -70,8 +70,14 @@ def to_source_pixels(points, width, height):
   return np.clip(np.asarray(points, np.float64) * scale, 0, scale)
 
 
+NON_FINITE = 'the model gave non-finite outputs (NaN or inf): its checkpoint is damaged or diverged'
+
+
 def result(decoded, predictor, out):
-  """The JSON record of one video from its model outputs `out` (no batch axis)."""
+  """The JSON record of one video from its model outputs `out` (no batch axis). Raises PredictError for outputs
+  that are not finite: argmax of NaN would be a confident class 0, and NaN is not JSON."""
+  if not all(np.isfinite(np.asarray(v, np.float64)).all() for v in out.values()):
+    raise PredictError(f'{NON_FINITE} ({predictor.source})')
   probs = np.asarray(out['probabilities'], np.float64)
   probs = probs / probs.sum()  # exactly 1 in float64, not only to float32 precision
   w, h = decoded.source_size
@@ -136,10 +142,11 @@ def decode_threads(workers=0):
 
 
 def predict_many(predictor, paths, *, batch_size=8, workers=0):
-  """Yields one record per path, in order: results, or {'video': path, 'error': reason} for a bad file.
+  """Yields one record per path, in order: results, or {'video': path, 'error': reason} for a file that cannot be
+  read or whose outputs are not finite.
 
-  Decoding runs on threads (OpenCV releases the GIL) a bounded distance ahead of the model, which sees full
-  batches of `batch_size` (the last is padded, so one program is compiled).
+  Decoding runs on threads (OpenCV releases the GIL) a bounded distance ahead of the model, which sees batches of
+  `batch_size`; a short batch is padded only to `padded_size` (a few shapes, so a few programs are compiled).
   """
   from mtcae_jax.data import video  # pylint: disable=g-import-not-at-top
   workers = decode_threads(workers)
@@ -166,14 +173,26 @@ def predict_many(predictor, paths, *, batch_size=8, workers=0):
         good += [chunk[-1][1]] if not isinstance(chunk[-1][1], str) else []
         fill()
       if good:
-        out = predictor(np.stack([d.video for d in good] + [good[0].video] * (batch_size - len(good))))
+        pad = padded_size(len(good), batch_size) - len(good)
+        out = predictor(np.stack([d.video for d in good] + [good[0].video] * pad))
       row = iter(range(len(good)))
       for path, d in chunk:
         if isinstance(d, str):
           yield {'video': str(path), 'error': d}
-        else:
-          i = next(row)
-          yield result(d, predictor, {k: v[i] for k, v in out.items()})
+          continue
+        i = next(row)
+        try:
+          record = result(d, predictor, {k: v[i] for k, v in out.items()})
+        except PredictError as e:  # this video's outputs only: the rest of the batch may be fine
+          record = {'video': str(path), 'error': str(e)}
+        yield record
+
+
+def padded_size(n, batch_size):
+  """The batch a model call runs for `n` clips: the next power of two, at most `batch_size`. A large
+  --batch_size with few videos must not allocate (and compile for) clips that do not exist; powers of two bound
+  the shapes compiled to about log2(batch_size)."""
+  return min(batch_size, 1 << max(n - 1, 0).bit_length())
 
 
 def expand(paths, list_file=None):
