@@ -232,6 +232,7 @@ def test_mead_builder_dropping_faceless_clips(tmp_path, pool):
     (['--dataset=nope', f'--manual_dir={DEMO}', '--data_dir=/tmp/x'], 'unknown --dataset=nope'),
     (['--dataset=mead_dfer/back', f'--manual_dir={DEMO}', '--data_dir=/tmp/x'], "no config 'back'"),
     (['--dataset=ravdess_dfer', f'--manual_dir={DEMO}', '--data_dir=/tmp/x', '--min_face_size=8'], '--min_face_size'),
+    (['--dataset=ravdess_dfer', f'--manual_dir={DEMO}', '--data_dir=/tmp/x', '--clip_timeout=-1'], '--clip_timeout'),
 ])
 def test_prepare_bad_arguments_one_line_exit_2(args, message):
   r = subprocess.run([sys.executable, '-m', 'mtcae_jax.data.prepare', *args], capture_output=True, text=True,
