@@ -50,13 +50,16 @@ class ClipPool:
     if not kill:
       executor.shutdown(wait=True, cancel_futures=True)
       return
-    processes = list((getattr(executor, '_processes', None) or {}).values())  # the executor has no public handle
+    # The executor has no public handle on its workers before Python 3.14 (kill_workers).
+    processes = list((getattr(executor, '_processes', None) or {}).values())
+    manager = getattr(executor, '_executor_manager_thread', None)
     executor.shutdown(wait=False, cancel_futures=True)
     for p in processes:
       p.kill()
     for p in processes:
       p.join()
-    executor.shutdown(wait=True)  # its manager thread sees the dead workers and ends
+    if manager is not None:
+      manager.join()  # it sees the dead workers and ends
 
   def _start(self):
     if self._executor is None:

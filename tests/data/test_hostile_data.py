@@ -33,6 +33,17 @@ def test_pool_kills_a_stuck_clip_and_still_finds_the_one_that_crashes():
   assert set(multiprocessing.active_children()) <= before  # the stuck worker was killed, not left behind
 
 
+def test_pool_left_on_an_error_kills_its_stuck_workers_at_once():
+  # E.g. an empty fold raised while clips are in flight, or Ctrl-C: not a wait for decoders that never return.
+  before, start = set(multiprocessing.active_children()), time.monotonic()
+  with pytest.raises(RuntimeError, match='stop'):
+    with pool_lib.ClipPool(2) as pool:
+      for _ in pool.imap(eval, ['1'] + ["__import__('time').sleep(600)"] * 2, on_crash=None):
+        raise RuntimeError('stop')
+  assert time.monotonic() - start < 60
+  assert set(multiprocessing.active_children()) <= before
+
+
 def test_pool_timeout_reason_names_the_limit():
   assert pool_lib.timed_out(300).startswith('timed out after 300 s')
 
