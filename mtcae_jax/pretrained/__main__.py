@@ -6,7 +6,8 @@ installed as `mtcae-convert`).
 
 Sizes the tensors cannot show (heads, input size, frames) come from the checkpoint's own `args` (or a Hugging Face
 config.json beside the weights), else from these flags, else from the known widths; the command says which it used.
-Errors are one line on stderr, exit status 2. Nothing in the file is executed: PyTorch is not needed.
+Errors are one line on stderr, exit status 2; --out is checked before the file is read, and written whole or not at
+all. Nothing in the file is executed: PyTorch is not needed.
 """
 
 import sys
@@ -33,7 +34,7 @@ class _RegionSizeParser(flags.ArgumentParser):
 
 def define_flags(fv):
   cli.DEFINE_path('src', None, '.pth / .pt / .bin (torch zip format) or .safetensors.', fv, required=True)
-  cli.DEFINE_path('out', None, 'Output directory (new or empty).', fv, required=True)
+  cli.DEFINE_path('out', None, 'Output directory (new or empty), written whole or not at all.', fv, required=True)
   flags.DEFINE_integer('num_heads', None, 'Attention heads, when the file does not say.', flag_values=fv)
   flags.DEFINE_integer('image_size', None, 'Input frame size in pixels, when the file does not say.', flag_values=fv)
   flags.DEFINE_integer('num_frames', None, 'Frames per clip, when the file does not say.', flag_values=fv)

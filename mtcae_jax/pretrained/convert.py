@@ -155,7 +155,8 @@ def _encoder_config(src, found, overrides):
   if not blocks:
     raise err('missing encoder tensors: no transformer blocks')
   if len(blocks) != max(blocks) + 1:
-    raise err(f'missing encoder tensors: no block {min(set(range(max(blocks) + 1)) - blocks)} of {max(blocks) + 1}')
+    gap = next(i for i in range(max(blocks) + 1) if i not in blocks)  # lazily: the largest index may be huge
+    raise err(f'missing encoder tensors: no block {gap} of {max(blocks) + 1}')
   fc1 = need('blocks.0.mlp.fc1.weight')
   if fc1.ndim != 2 or 0 in fc1.shape:
     raise err(f"'{found.names.get('blocks.0.mlp.fc1.weight', 'blocks.0.mlp.fc1.weight')}' has shape "

@@ -110,6 +110,8 @@ def test_zero_dimensional_tensors_are_refused(tmp_path):
   del sd['blocks.0.norm1.weight'], sd['blocks.0.norm1.bias']
   sd = {k.replace('blocks.1.', 'blocks.7.'): v for k, v in sd.items()}  # blocks 0 and 7: no 1 to 6
   refused(safetensors(tmp_path / 'gap.safetensors', sd), tmp_path / 'out', r'no block 1 of 8', **SIZES)
+  sd = {k.replace('blocks.7.', 'blocks.99999999999.'): v for k, v in sd.items()}  # no set of 10^11 indices
+  refused(safetensors(tmp_path / 'huge.safetensors', sd), tmp_path / 'out', r'no block 1 of 100000000000', **SIZES)
 
 
 # ---------------------------------------------------------------------------------------------------------------
