@@ -145,6 +145,11 @@ def _from_hugging_face(path, sd):
     for part in ('query', 'key', 'value'):
       if part not in parts:
         raise _err(path, f"missing encoder tensor '{prefix}encoder.layer.{i}.attention.attention.{part}.weight'")
+    shape = sd[parts['query']].shape
+    for part in ('query', 'key', 'value'):
+      if sd[parts[part]].ndim != 2 or sd[parts[part]].shape != shape or shape[0] != shape[1]:
+        raise _err(path, f"'{parts[part]}' has shape {sd[parts[part]].shape}, expected (width, width)"
+                         + (f" as '{parts['query']}'" if part != 'query' and shape[:1] * 2 == shape else ''))
     new = f'blocks.{i}.attn.qkv.weight'
     out[new] = np.concatenate([sd[parts['query']], sd[parts['key']], sd[parts['value']]], axis=0)
     names[new] = parts['query'].replace('.query.', '.{query,key,value}.')

@@ -5,6 +5,12 @@ a hostile file can run arbitrary code. Here only a short whitelist of globals re
 small reimplementation in this module (never to torch), so loading cannot execute code and works
 where PyTorch is not installed (e.g. TPU VMs). Tensors come back as contiguous NumPy arrays;
 bfloat16 and float8 use ``ml_dtypes``.
+
+Memory stays within a small multiple of the bytes the file holds: zip records must be stored
+uncompressed (as torch writes them) with the size the pickle declares, a tensor view may not overlap
+itself, all views together may not copy more than a few times the storage bytes, and safetensors
+entries must tile the data section. Dict keys and set members are flat scalars (hashing a deeply
+nested tuple overflows the C stack) and containers nest at most ``MAX_DEPTH`` deep.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import json
 import math
 import os
 import pickle
+import reprlib
 import sys
 import zipfile
 import zlib
@@ -49,6 +56,13 @@ _ST_DTYPES = {'F64': np.float64, 'F32': np.float32, 'F16': np.float16, 'BF16': m
               'BOOL': np.bool_}
 _MAX_ST_HEADER = 100_000_000  # the safetensors spec's limit
 _LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, 'little')  # first pickle of pre-1.6 files
+MAX_DEPTH = 100  # containers in a checkpoint nest a few levels deep; deeper is hostile
+# Views may copy this multiple of the storage bytes read (tied weights, transposes), plus some slack.
+_VIEW_FACTOR, _VIEW_SLACK = 4, 64 << 20
+# Types whose hash is flat: a tuple key nested 150,000 deep crashes the interpreter when hashed.
+_KEY_TYPES = (str, int, bool, float, bytes, type(None))
+_short = reprlib.Repr()
+_short.maxlevel, _short.maxstring, _short.maxother = 3, 40, 40
 
 
 class _StorageType:
@@ -61,19 +75,36 @@ def _from_bytes(buf, dtype: np.dtype, byteorder: str) -> np.ndarray:
   return arr.byteswap() if byteorder != sys.byteorder and dtype.itemsize > 1 else arr
 
 
+def _non_overlapping(size, stride) -> bool:
+  """Whether no two indices of the view reach the same element (sufficient test, as torch's)."""
+  extent = 0  # the furthest element reachable through the dims with smaller strides
+  for n, s in sorted(((n, s) for n, s in zip(size, stride) if n > 1), key=lambda d: d[1]):
+    if s <= extent:
+      return False
+    extent += (n - 1) * s
+  return True
+
+
 def _rebuild_tensor(storage, offset, size, stride, *_ignored):
   """torch._utils._rebuild_tensor(_v2): a strided view of a storage, returned as a copy."""
   if not (isinstance(storage, np.ndarray) and storage.ndim == 1 and storage.flags.c_contiguous):
     raise pickle.UnpicklingError('tensor is not backed by a storage')
+  if not (isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))
+          and len(size) == len(stride) <= 64 and all(
+              type(v) is int and v >= 0 for v in (offset, *size, *stride))):
+    raise pickle.UnpicklingError(
+        f'bad tensor geometry {_short.repr(offset)}, {_short.repr(size)}, {_short.repr(stride)}')
   size, stride = tuple(size), tuple(stride)
-  if len(size) != len(stride) or not all(
-      isinstance(v, int) and v >= 0 for v in (offset, *size, *stride)):
-    raise pickle.UnpicklingError(f'bad tensor geometry {offset}, {size}, {stride}')
   if 0 in size:
     return np.zeros(size, storage.dtype)
   # as_strided does no bounds checking, so a lying pickle could otherwise read stray memory.
   if offset + sum((n - 1) * s for n, s in zip(size, stride)) >= storage.size:
     raise pickle.UnpicklingError(f'tensor {size} at offset {offset} overruns its storage')
+  # A view whose elements overlap (stride 0, expand) would be copied into far more memory than the
+  # file holds: 16 bytes can declare terabytes. torch never saves such views of model weights.
+  if not _non_overlapping(size, stride):
+    raise pickle.UnpicklingError(f'refused: tensor {size} with strides {stride} overlaps itself '
+                                 '(stride 0 or overlapping view)')
   strides = [s * storage.itemsize for s in stride]
   return np.lib.stride_tricks.as_strided(storage[offset:], size, strides).copy()
 
@@ -85,14 +116,37 @@ def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtyp
   return _rebuild_tensor(storage.view(dtype), offset, size, stride)
 
 
+def _key(k):
+  if type(k) not in _KEY_TYPES:
+    raise pickle.UnpicklingError(f'refused: a dict key or set member of type {type(k).__name__} '
+                                 '(keys must be strings or numbers)')
+  return k
+
+
+def _ordered_dict(items=()):
+  """collections.OrderedDict(items), with the keys checked before they are hashed."""
+  if not isinstance(items, (list, tuple)):
+    raise pickle.UnpicklingError('bad OrderedDict arguments')
+  out = collections.OrderedDict()
+  for k, v in items:
+    out[_key(k)] = v
+  return out
+
+
+def _set(items=()):
+  if not isinstance(items, (list, tuple)):
+    raise pickle.UnpicklingError('bad set arguments')
+  return set(map(_key, items))
+
+
 def _rebuild_parameter(data, *_ignored):  # also _rebuild_parameter_with_state: the state is dropped
   return data
 
 
 _SAFE_GLOBALS = {
-    ('collections', 'OrderedDict'): collections.OrderedDict,
+    ('collections', 'OrderedDict'): _ordered_dict,  # torch writes it as a call: REDUCE, not NEWOBJ
     ('argparse', 'Namespace'): argparse.Namespace,
-    ('builtins', 'set'): set, ('__builtin__', 'set'): set,  # protocol 2 spells it __builtin__
+    ('builtins', 'set'): _set, ('__builtin__', 'set'): _set,  # protocol 2 spells it __builtin__
     ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
     ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
     ('torch._utils', '_rebuild_tensor_v3'): _rebuild_tensor_v3,
@@ -105,50 +159,185 @@ _SAFE_GLOBALS = {
 }
 
 
+def _read_record(zf: zipfile.ZipFile, name: str, size: int, archive_size: int) -> bytes:
+  """A zip record of `size` bytes, checked before anything is read: stored, as torch writes it, so
+  that its bytes are really in the file (a deflated record can expand a thousandfold)."""
+  info = zf.getinfo(name)  # KeyError if the record is missing
+  if info.compress_type != zipfile.ZIP_STORED:
+    raise pickle.UnpicklingError(f'refused: record {name!r} is compressed (method '
+                                 f'{info.compress_type}); torch writes records uncompressed')
+  if info.file_size != size or info.compress_size != size or size > archive_size:
+    raise pickle.UnpicklingError(f'record {name!r} declares {info.file_size} bytes, expected {size}')
+  with zf.open(info) as f:
+    raw = f.read(size)
+  if len(raw) != size:
+    raise pickle.UnpicklingError(f'record {name!r} is truncated')
+  return raw
+
+
+def _check_nesting(obj):
+  """Refuse containers nested deeper than MAX_DEPTH, or holding themselves (iterative: no recursion)."""
+  def children(o):
+    if isinstance(o, dict):
+      return iter(o.values())  # keys are flat scalars (_key)
+    if isinstance(o, (list, tuple, set, frozenset)):
+      return iter(o)
+    if isinstance(o, argparse.Namespace):
+      return iter(vars(o).values())
+    return None
+
+  heights, on_path = {}, set()  # id -> height of a finished container; ids on the current path
+  frames = [[obj, children(obj), 0]]
+  if frames[0][1] is None:
+    return
+  on_path.add(id(obj))
+  while frames:
+    frame = frames[-1]
+    child = next(frame[1], frames)  # `frames` as the end marker: never an element
+    if child is frames:
+      frames.pop()
+      on_path.discard(id(frame[0]))
+      heights[id(frame[0])] = frame[2]
+      if frames:
+        frames[-1][2] = max(frames[-1][2], frame[2] + 1)
+      continue
+    if id(child) in heights:
+      frame[2] = max(frame[2], heights[id(child)] + 1)
+      continue
+    it = children(child)
+    if it is None:
+      continue
+    if id(child) in on_path:
+      raise pickle.UnpicklingError('refused: a container that holds itself')
+    if len(frames) >= MAX_DEPTH:
+      raise pickle.UnpicklingError(f'refused: containers nested more than {MAX_DEPTH} deep')
+    on_path.add(id(child))
+    frames.append([child, it, 0])
+
+
 class _Unpickler(pickle._Unpickler):
   # The pure-Python unpickler, because only its opcode table can be restricted: the C one lets
   # BUILD setattr on any object, e.g. monkeypatch the whitelisted argparse.Namespace class.
   dispatch = dict(pickle._Unpickler.dispatch)
 
-  def __init__(self, file, path, zf: zipfile.ZipFile, prefix: str, byteorder: str):
+  def __init__(self, file, path, zf: zipfile.ZipFile, prefix: str, byteorder: str, archive_size: int):
     super().__init__(file, encoding='utf-8')
     self._path, self._zf, self._prefix, self._byteorder = path, zf, prefix, byteorder
+    self._archive_size = archive_size
     self._storages: dict[str, np.ndarray] = {}
+    self._storage_bytes = self._view_bytes = 0
 
   def find_class(self, module, name):
     try:
-      return _SAFE_GLOBALS[module, name]
+      obj = _SAFE_GLOBALS[module, name]
     except KeyError:
       raise _err(self._path, f"refused to load: pickle asks for '{module}.{name}', "
                              'which is not allowed') from None
+    return self._rebuild if obj is _rebuild_tensor else self._rebuild_v3 if obj is _rebuild_tensor_v3 else obj
+
+  def _charge(self, out: np.ndarray):
+    # Each view is an independent copy; together they may not exceed a few times what was read.
+    self._view_bytes += out.nbytes
+    if self._view_bytes > _VIEW_FACTOR * self._storage_bytes + _VIEW_SLACK:
+      raise pickle.UnpicklingError(f'refused: tensor views copy {self._view_bytes} bytes out of '
+                                   f'{self._storage_bytes} bytes of storage')
+    return out
+
+  def _rebuild(self, *args):
+    return self._charge(_rebuild_tensor(*args))
+
+  def _rebuild_v3(self, *args):
+    return self._charge(_rebuild_tensor_v3(*args))
 
   def persistent_load(self, pid):
     if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == 'storage'
             and isinstance(pid[1], _StorageType) and isinstance(pid[2], str)
-            and isinstance(pid[4], int)):
-      raise pickle.UnpicklingError(f'unsupported persistent id {str(pid)[:80]}')
+            and type(pid[4]) is int and pid[4] >= 0):
+      raise pickle.UnpicklingError(f'unsupported persistent id {_short.repr(pid)}')
     _, storage_type, key, _location, numel = pid
     dtype = storage_type.dtype
     if key not in self._storages:
-      raw = self._zf.read(f'{self._prefix}/data/{key}')  # KeyError if the record is missing
-      if len(raw) != numel * dtype.itemsize:
-        raise pickle.UnpicklingError(f'storage {key} holds {len(raw)} bytes, '
-                                     f'expected {numel} x {dtype.itemsize}')
+      name = f'{self._prefix}/data/{key}'
+      raw = _read_record(self._zf, name, numel * dtype.itemsize, self._archive_size)
+      self._storage_bytes += len(raw)
       self._storages[key] = _from_bytes(raw, dtype, self._byteorder)
-    if self._storages[key].dtype != dtype:
-      raise pickle.UnpicklingError(f'storage {key} is used with two dtypes')
+    if self._storages[key].dtype != dtype or self._storages[key].size != numel:
+      raise pickle.UnpicklingError(f'storage {key} is used with two dtypes or sizes')
     return self._storages[key]
 
   def load_build(self):
     state = self.stack.pop()
     inst = self.stack[-1]
-    # Torch writes BUILD only for plain attributes (state_dict()._metadata, Namespace fields).
+    # Torch writes BUILD only for plain attributes (state_dict()._metadata, Namespace fields); a
+    # name the class has (OrderedDict.items) would hide its method.
     if (type(inst) not in (collections.OrderedDict, argparse.Namespace)
         or not isinstance(state, dict) or not all(isinstance(k, str) for k in state)):
       raise pickle.UnpicklingError(f'refused to set state on a {type(inst).__name__}')
+    hidden = [k for k in state if k.startswith('__') or hasattr(type(inst), k)]
+    if hidden:
+      raise pickle.UnpicklingError(f'refused: state {hidden[0][:40]!r} would hide an attribute '
+                                   f'of {type(inst).__name__}')
     vars(inst).update(state)
 
+  # Keys are checked before they are hashed; items go only into real dicts, sets and lists.
+  def _dict_target(self, index):
+    target = self.stack[index]
+    if type(target) not in (dict, collections.OrderedDict):
+      raise pickle.UnpicklingError(f'refused: setting items on a {type(target).__name__}')
+    return target
+
+  def load_setitem(self):
+    value = self.stack.pop()
+    key = self.stack.pop()
+    self._dict_target(-1)[_key(key)] = value
+
+  def load_setitems(self):
+    items = self.pop_mark()
+    target = self._dict_target(-1)
+    for i in range(0, len(items), 2):
+      target[_key(items[i])] = items[i + 1]
+
+  def load_dict(self):
+    items = self.pop_mark()
+    self.append({_key(items[i]): items[i + 1] for i in range(0, len(items), 2)})
+
+  def load_additems(self):
+    items = self.pop_mark()
+    target = self.stack[-1]
+    if type(target) is not set:
+      raise pickle.UnpicklingError(f'refused: adding items to a {type(target).__name__}')
+    target.update(map(_key, items))
+
+  def load_frozenset(self):
+    self.append(frozenset(map(_key, self.pop_mark())))
+
+  def load_append(self):
+    value = self.stack.pop()
+    self._list_target().append(value)
+
+  def load_appends(self):
+    items = self.pop_mark()
+    self._list_target().extend(items)
+
+  def _list_target(self):
+    if type(self.stack[-1]) is not list:
+      raise pickle.UnpicklingError(f'refused: appending to a {type(self.stack[-1]).__name__}')
+    return self.stack[-1]
+
+  def load_ext(self):  # the copyreg extension registry would bypass find_class through its cache
+    raise pickle.UnpicklingError('refused: pickle extension codes')
+
   dispatch[pickle.BUILD[0]] = load_build
+  dispatch[pickle.SETITEM[0]] = load_setitem
+  dispatch[pickle.SETITEMS[0]] = load_setitems
+  dispatch[pickle.DICT[0]] = load_dict
+  dispatch[pickle.ADDITEMS[0]] = load_additems
+  dispatch[pickle.FROZENSET[0]] = load_frozenset
+  dispatch[pickle.APPEND[0]] = load_append
+  dispatch[pickle.APPENDS[0]] = load_appends
+  for _op in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
+    dispatch[_op[0]] = load_ext
+  del _op
 
 
 def load_torch_zip(path) -> object:
@@ -159,13 +348,22 @@ def load_torch_zip(path) -> object:
       if len(pkls) != 1:
         raise _err(path, 'not a torch checkpoint (zip archive without one */data.pkl)')
       prefix = pkls[0][: -len('/data.pkl')]
+      archive_size = zf.fp.seek(0, os.SEEK_END)
       byteorder = sys.byteorder  # what torch assumes when the record is absent
       if f'{prefix}/byteorder' in zf.namelist():
-        byteorder = zf.read(f'{prefix}/byteorder').decode('ascii', 'replace').strip()
+        info = zf.getinfo(f'{prefix}/byteorder')
+        raw = _read_record(zf, info.filename, min(info.file_size, 16), archive_size)
+        byteorder = raw.decode('ascii', 'replace').strip()
         if byteorder not in ('little', 'big'):
           raise _err(path, f'unknown byte order {byteorder[:20]!r}')
-      with zf.open(pkls[0]) as f:
-        return _Unpickler(f, path, zf, prefix, byteorder).load()
+      info = zf.getinfo(pkls[0])
+      if info.compress_type != zipfile.ZIP_STORED or info.file_size > archive_size:
+        raise _err(path, f'refused: record {pkls[0]!r} is compressed (method {info.compress_type}); '
+                         'torch writes records uncompressed')
+      with zf.open(info) as f:
+        obj = _Unpickler(f, path, zf, prefix, byteorder, archive_size).load()
+      _check_nesting(obj)
+      return obj
   except CheckpointError:
     raise
   except (zipfile.BadZipFile, zlib.error) as e:
@@ -176,21 +374,39 @@ def load_torch_zip(path) -> object:
     raise _err(path, f'corrupt checkpoint ({type(e).__name__}: {str(e)[:200]})') from None
 
 
-def _read_safetensor(f, path, name, info, data_start, file_size):
-  if info['dtype'] not in _ST_DTYPES:
-    raise _err(path, f"unsupported safetensors dtype {info['dtype']!r} for {name!r}")
-  dtype, shape = np.dtype(_ST_DTYPES[info['dtype']]), info['shape']
-  begin, end = info['data_offsets']
-  if not all(isinstance(v, int) and v >= 0 for v in (*shape, begin, end)) or (
-      end - begin != math.prod(shape) * dtype.itemsize):
-    raise _err(path, f'bad shape or data_offsets for {name!r}')
-  if data_start + end > file_size:
-    raise _err(path, f'truncated safetensors file ({name!r} ends past end of file)')
-  buf = bytearray(end - begin)  # a bytearray, so that the arrays come back writable
-  f.seek(data_start + begin)
-  if f.readinto(buf) != len(buf):
-    raise _err(path, f'truncated safetensors file (short read of {name!r})')
-  return _from_bytes(buf, dtype, 'little').reshape(shape)
+def _safetensors_entries(path, header, data_size):
+  """-> [(name, dtype, shape, begin, end)], checked as the format specifies: every entry's bytes
+  match its shape, and the entries tile the data section exactly (no overlap, no hole), so the
+  arrays together hold as many bytes as the file."""
+  if not isinstance(header, dict):
+    raise _err(path, 'corrupt safetensors header (not a JSON object)')
+  entries = []
+  for name, info in header.items():
+    if name == '__metadata__':
+      continue
+    if not (isinstance(info, dict) and isinstance(info.get('shape'), list)
+            and isinstance(info.get('data_offsets'), list) and len(info['data_offsets']) == 2):
+      raise _err(path, f'corrupt safetensors header (bad entry {name[:80]!r})')
+    if info.get('dtype') not in _ST_DTYPES:
+      raise _err(path, f"unsupported safetensors dtype {_short.repr(info.get('dtype'))} for {name[:80]!r}")
+    dtype, shape = np.dtype(_ST_DTYPES[info['dtype']]), info['shape']
+    begin, end = info['data_offsets']
+    if not all(type(v) is int and v >= 0 for v in (*shape, begin, end)) or len(shape) > 64 or (
+        end - begin != math.prod(shape) * dtype.itemsize):
+      raise _err(path, f'bad shape or data_offsets for {name[:80]!r}')
+    entries.append((name, dtype, shape, begin, end))
+  pos = 0
+  for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
+    if begin != pos:
+      what = 'overlaps another entry' if begin < pos else 'leaves a gap before it'
+      raise _err(path, f'refused: safetensors entry {name[:80]!r} at bytes {begin}..{end} {what} '
+                       '(entries must be contiguous and non-overlapping)')
+    pos = end
+  if pos > data_size:
+    raise _err(path, 'truncated safetensors file (data ends past end of file)')
+  if pos != data_size:
+    raise _err(path, f'refused: {data_size - pos} bytes after the last safetensors entry')
+  return entries
 
 
 def load_safetensors(path) -> dict[str, np.ndarray]:
@@ -204,11 +420,17 @@ def load_safetensors(path) -> dict[str, np.ndarray]:
         raise _err(path, 'not a safetensors file (bad header length)')
       if 8 + n > size:
         raise _err(path, 'truncated safetensors file (header runs past end of file)')
-      header = json.loads(f.read(n))
+      try:
+        header = json.loads(f.read(n))
+      except RecursionError:
+        raise _err(path, 'corrupt safetensors header (JSON nested too deeply)') from None
       out = {}
-      for name, info in header.items():
-        if name != '__metadata__':
-          out[name] = _read_safetensor(f, path, name, info, 8 + n, size)
+      for name, dtype, shape, begin, end in _safetensors_entries(path, header, size - 8 - n):
+        buf = bytearray(end - begin)  # a bytearray, so that the arrays come back writable
+        f.seek(8 + n + begin)
+        if f.readinto(buf) != len(buf):
+          raise _err(path, f'truncated safetensors file (short read of {name[:80]!r})')
+        out[name] = _from_bytes(buf, dtype, 'little').reshape(shape)
       return out
   except CheckpointError:
     raise
