@@ -30,7 +30,9 @@ KNOWN_HEADS = {width: heads for table in (vit.VARIANTS, lgi_former.VARIANTS)
 FLAGS = {'num_heads': '--num_heads', 'image_size': '--image_size', 'num_frames': '--num_frames',
          'region_size': '--region_size'}
 HF_CONFIG = 'Hugging Face config.json'
-HF_GELU = 'gelu'  # transformers' exact (erf) GELU, the only activation the encoders compute
+# transformers' names of exact (erf) GELU, the only activation the encoders compute; the tanh and sigmoid
+# approximations (gelu_new, gelu_pytorch_tanh, quick_gelu, ...) differ by up to a few percent and are refused.
+HF_GELU = ('gelu', 'gelu_python')
 
 
 def _short(value):
@@ -93,10 +95,10 @@ def _read_hf_config(src):
   eps = conf.get('layer_norm_eps', 1e-12)
   if not converted.eps_ok(eps):
     return conf, f'{where} layer_norm_eps={_short(eps)} is not a number between 0 and 1'
-  act = conf.get('hidden_act', HF_GELU)
-  if act != HF_GELU:
+  act = conf.get('hidden_act', 'gelu')
+  if not isinstance(act, str) or act not in HF_GELU:
     return conf, (f'{where} hidden_act={_short(act)} is not implemented: the encoder computes exact GELU '
-                  f'({HF_GELU!r}) only')
+                  f"({' or '.join(map(repr, HF_GELU))}) only")
   if not isinstance(conf.get('use_mean_pooling', True), bool):
     return conf, f"{where} use_mean_pooling={_short(conf['use_mean_pooling'])} is not true or false"
   return conf, None

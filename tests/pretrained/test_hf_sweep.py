@@ -29,6 +29,7 @@ CASES = {
     'square pair': (dict(image_size=[32, 32]), True, None),
     'first token classifier': (dict(use_mean_pooling=False), True, None),
     'first token encoder': (dict(use_mean_pooling=False), False, None),
+    'gelu_python': (dict(hidden_act='gelu_python'), True, None),  # exact GELU too
     'relu': (dict(hidden_act='relu'), True, "hidden_act='relu' is not implemented"),
     'silu': (dict(hidden_act='silu'), False, "hidden_act='silu' is not implemented"),
     'quick_gelu': (dict(hidden_act='quick_gelu'), True, "hidden_act='quick_gelu' is not implemented"),
