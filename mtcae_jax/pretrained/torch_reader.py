@@ -59,6 +59,7 @@ _LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, 'little')  # first pickle 
 MAX_DEPTH = 100  # containers in a checkpoint nest a few levels deep; deeper is hostile
 # Views may copy this multiple of the storage bytes read (tied weights, transposes), plus some slack.
 _VIEW_FACTOR, _VIEW_SLACK = 4, 64 << 20
+_PICKLE_FACTOR = 32  # the Python objects of a pickle: torch's own use about a tenth of this
 # Types whose hash is flat: a tuple key nested 150,000 deep crashes the interpreter when hashed.
 _KEY_TYPES = (str, int, bool, float, bytes, type(None))
 _short = reprlib.Repr()
@@ -220,12 +221,15 @@ class _Unpickler(pickle._Unpickler):
   # BUILD setattr on any object, e.g. monkeypatch the whitelisted argparse.Namespace class.
   dispatch = dict(pickle._Unpickler.dispatch)
 
-  def __init__(self, file, path, zf: zipfile.ZipFile, prefix: str, byteorder: str, archive_size: int):
+  def __init__(self, file, path, zf: zipfile.ZipFile, prefix: str, byteorder: str, archive_size: int,
+               pickle_size: int):
     super().__init__(file, encoding='utf-8')
     self._path, self._zf, self._prefix, self._byteorder = path, zf, prefix, byteorder
     self._archive_size = archive_size
     self._storages: dict[str, np.ndarray] = {}
-    self._storage_bytes = self._view_bytes = 0
+    self._storage_bytes = self._view_bytes = self._pickle_bytes = 0
+    self._pickle_size = pickle_size
+    self._pickle_budget = _PICKLE_FACTOR * pickle_size + _VIEW_SLACK
 
   def find_class(self, module, name):
     try:
@@ -337,7 +341,40 @@ class _Unpickler(pickle._Unpickler):
   dispatch[pickle.APPENDS[0]] = load_appends
   for _op in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
     dispatch[_op[0]] = load_ext
-  del _op
+
+  # Python objects cost far more than the opcodes that make them (one byte of EMPTY_SET is a 216-byte
+  # set): the opcodes that create objects, memo entries or container items are charged what they
+  # allocate, and together they may not exceed a multiple of the pickle's own size.
+  def _charge_pickle(self, nbytes):
+    self._pickle_bytes += nbytes
+    if self._pickle_bytes > self._pickle_budget:
+      raise pickle.UnpicklingError(f'refused: the pickle builds over {self._pickle_budget >> 20} MiB of '
+                                   f'Python objects from {self._pickle_size} bytes')
+
+  def _creates(handler):  # pylint: disable=no-self-argument
+    def run(self):
+      handler(self)  # pylint: disable=not-callable
+      top = self.stack[-1]  # a tensor's data is charged as a view (_charge); here only its header
+      self._charge_pickle(112 if isinstance(top, np.ndarray) else sys.getsizeof(top))
+    return run
+
+  def _adds(handler, marked):  # pylint: disable=no-self-argument
+    def run(self):
+      # After MARK, the stack holds just the items: a set or dict entry costs up to about 64 bytes.
+      self._charge_pickle(64 * max(len(self.stack), 1) if marked else 64)
+      handler(self)  # pylint: disable=not-callable
+    return run
+
+  for _op in (pickle.EMPTY_LIST, pickle.EMPTY_DICT, pickle.EMPTY_SET, pickle.LIST, pickle.DICT,
+              pickle.TUPLE, pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3, pickle.FROZENSET, pickle.REDUCE,
+              pickle.NEWOBJ, pickle.NEWOBJ_EX, pickle.INST, pickle.OBJ):
+    dispatch[_op[0]] = _creates(dispatch[_op[0]])
+  for _op in (pickle.MARK, pickle.PUT, pickle.BINPUT, pickle.LONG_BINPUT, pickle.MEMOIZE, pickle.APPEND,
+              pickle.SETITEM, pickle.BUILD):
+    dispatch[_op[0]] = _adds(dispatch[_op[0]], marked=False)
+  for _op in (pickle.APPENDS, pickle.SETITEMS, pickle.ADDITEMS):
+    dispatch[_op[0]] = _adds(dispatch[_op[0]], marked=True)
+  del _op, _creates, _adds
 
 
 def load_torch_zip(path) -> object:
@@ -361,7 +398,7 @@ def load_torch_zip(path) -> object:
         raise _err(path, f'refused: record {pkls[0]!r} is compressed (method {info.compress_type}); '
                          'torch writes records uncompressed')
       with zf.open(info) as f:
-        obj = _Unpickler(f, path, zf, prefix, byteorder, archive_size).load()
+        obj = _Unpickler(f, path, zf, prefix, byteorder, archive_size, info.file_size).load()
       _check_nesting(obj)
       return obj
   except CheckpointError:

@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from mtcae_jax.pretrained import formats
+from mtcae_jax.pretrained import formats, torch_reader
 from mtcae_jax.pretrained.torch_reader import CheckpointError, load_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -73,7 +73,7 @@ def _write_safetensors(path, entries, data):
   return path
 
 
-def _refused(path, match):
+def _refused(path, match, limit=8 * MB):
   """load_checkpoint(path) must refuse the file in one line naming it, without using much memory."""
   tracemalloc.start()
   try:
@@ -84,7 +84,7 @@ def _refused(path, match):
     tracemalloc.stop()
   msg = str(e.value)
   assert '\n' not in msg and os.path.basename(str(path)) in msg, msg
-  assert peak < 8 * MB, f'{peak / MB:.0f} MB used to refuse a {os.path.getsize(path) / MB:.2f} MB file'
+  assert peak < limit, f'{peak / MB:.0f} MB used to refuse a {os.path.getsize(path) / MB:.2f} MB file'
   return msg
 
 
@@ -153,6 +153,18 @@ def test_a_deflated_pickle_is_refused(tmp_path):
   with zipfile.ZipFile(path, 'w') as zf:
     zf.writestr('archive/data.pkl', b'\x80\x02(' + b'N' * (32 * MB) + b'l.', compress_type=zipfile.ZIP_DEFLATED)
   _refused(path, 'compressed')
+
+
+@pytest.mark.parametrize('name, body', [
+    ('sets', b'\x8f' * (256 << 10)),             # one byte each, a 216-byte set each
+    ('marks', b'(' * (256 << 10)),                # each MARK keeps a new list
+    ('memo', b']' + b'\x94' * (256 << 10)),       # each MEMOIZE a memo entry
+    ('tuples', b'N' + b'\x85' * (256 << 10)),     # each TUPLE1 a tuple (refused here before the nesting)
+])
+def test_pickle_objects_are_bounded_by_the_pickle_size(tmp_path, monkeypatch, name, body):
+  # Without the slack (64 MiB, for small files) the budget is 32 x 256 KB = 8 MB; unbounded, these are 16-55 MB.
+  monkeypatch.setattr(torch_reader, '_VIEW_SLACK', 0)
+  _refused(_write_zip(tmp_path / f'{name}.pth', b'\x80\x04' + body + b'.'), 'Python objects from', limit=24 * MB)
 
 
 def test_safetensors_entries_sharing_bytes_are_refused(tmp_path):
