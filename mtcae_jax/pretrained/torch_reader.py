@@ -7,8 +7,9 @@ where PyTorch is not installed (e.g. TPU VMs). Tensors come back as contiguous N
 bfloat16 and float8 use ``ml_dtypes``.
 
 Memory stays within a small multiple of the bytes the file holds: zip records must be stored
-uncompressed (as torch writes them) with the size the pickle declares, a tensor view may not overlap
-itself, all views together may not copy more than a few times the storage bytes, and safetensors
+uncompressed (as torch writes them) with the size the pickle declares, a tensor view may not need
+more elements than its storage holds (stride 0), all views together may not copy more than a few
+times the storage bytes, the Python objects of the pickle are bounded by its size, and safetensors
 entries must tile the data section. Dict keys and set members are flat scalars (hashing a deeply
 nested tuple overflows the C stack) and containers nest at most ``MAX_DEPTH`` deep.
 """
@@ -58,7 +59,7 @@ _MAX_ST_HEADER = 100_000_000  # the safetensors spec's limit
 _LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, 'little')  # first pickle of pre-1.6 files
 MAX_DEPTH = 100  # containers in a checkpoint nest a few levels deep; deeper is hostile
 # Views may copy this multiple of the storage bytes read (tied weights, transposes), plus some slack.
-_VIEW_FACTOR, _VIEW_SLACK = 4, 64 << 20
+_VIEW_FACTOR, _SLACK = 4, 64 << 20  # the slack also covers the pickle budget of small files
 _PICKLE_FACTOR = 32  # the Python objects of a pickle: torch's own use about a tenth of this
 # Types whose hash is flat: a tuple key nested 150,000 deep crashes the interpreter when hashed.
 _KEY_TYPES = (str, int, bool, float, bytes, type(None))
@@ -76,16 +77,6 @@ def _from_bytes(buf, dtype: np.dtype, byteorder: str) -> np.ndarray:
   return arr.byteswap() if byteorder != sys.byteorder and dtype.itemsize > 1 else arr
 
 
-def _non_overlapping(size, stride) -> bool:
-  """Whether no two indices of the view reach the same element (sufficient test, as torch's)."""
-  extent = 0  # the furthest element reachable through the dims with smaller strides
-  for n, s in sorted(((n, s) for n, s in zip(size, stride) if n > 1), key=lambda d: d[1]):
-    if s <= extent:
-      return False
-    extent += (n - 1) * s
-  return True
-
-
 def _rebuild_tensor(storage, offset, size, stride, *_ignored):
   """torch._utils._rebuild_tensor(_v2): a strided view of a storage, returned as a copy."""
   if not (isinstance(storage, np.ndarray) and storage.ndim == 1 and storage.flags.c_contiguous):
@@ -101,11 +92,11 @@ def _rebuild_tensor(storage, offset, size, stride, *_ignored):
   # as_strided does no bounds checking, so a lying pickle could otherwise read stray memory.
   if offset + sum((n - 1) * s for n, s in zip(size, stride)) >= storage.size:
     raise pickle.UnpicklingError(f'tensor {size} at offset {offset} overruns its storage')
-  # A view whose elements overlap (stride 0, expand) would be copied into far more memory than the
-  # file holds: 16 bytes can declare terabytes. torch never saves such views of model weights.
-  if not _non_overlapping(size, stride):
-    raise pickle.UnpicklingError(f'refused: tensor {size} with strides {stride} overlaps itself '
-                                 '(stride 0 or overlapping view)')
+  # A view whose elements overlap (stride 0, expand) is copied into more memory than its storage
+  # holds: 16 bytes can declare terabytes. A view within bounds that does not overlap never needs more.
+  if math.prod(size) > storage.size:
+    raise pickle.UnpicklingError(f'refused: tensor {size} with strides {stride} needs {math.prod(size)} '
+                                 f'elements, its storage holds {storage.size} (stride 0 or overlapping view)')
   strides = [s * storage.itemsize for s in stride]
   return np.lib.stride_tricks.as_strided(storage[offset:], size, strides).copy()
 
@@ -229,7 +220,7 @@ class _Unpickler(pickle._Unpickler):
     self._storages: dict[str, np.ndarray] = {}
     self._storage_bytes = self._view_bytes = self._pickle_bytes = 0
     self._pickle_size = pickle_size
-    self._pickle_budget = _PICKLE_FACTOR * pickle_size + _VIEW_SLACK
+    self._pickle_budget = _PICKLE_FACTOR * pickle_size + _SLACK
 
   def find_class(self, module, name):
     try:
@@ -242,7 +233,7 @@ class _Unpickler(pickle._Unpickler):
   def _charge(self, out: np.ndarray):
     # Each view is an independent copy; together they may not exceed a few times what was read.
     self._view_bytes += out.nbytes
-    if self._view_bytes > _VIEW_FACTOR * self._storage_bytes + _VIEW_SLACK:
+    if self._view_bytes > _VIEW_FACTOR * self._storage_bytes + _SLACK:
       raise pickle.UnpicklingError(f'refused: tensor views copy {self._view_bytes} bytes out of '
                                    f'{self._storage_bytes} bytes of storage')
     return out

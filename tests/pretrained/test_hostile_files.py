@@ -95,22 +95,24 @@ def _refused(path, match, limit=8 * MB):
     ((4, 4096, 1024), (1, 0, 1)),  # stride 0 in one dimension
     ((2048, 4), (1, 1)),         # rows that overlap by three elements
 ])
-def test_overlapping_views_are_refused(tmp_path, size, stride):
+def test_views_larger_than_their_storage_are_refused(tmp_path, size, stride):
   path = _write_zip(tmp_path / 'stride0.pth', _dict(w=_tensor('0', 0, size, stride, 4096)),
                     {'0': np.zeros(4096, np.float32).tobytes()})
   assert os.path.getsize(path) < 20_000
-  _refused(path, 'overlaps itself')
+  _refused(path, 'overlapping view')
 
 
 def test_non_overlapping_views_still_load(tmp_path):
   base = np.arange(24, dtype=np.float32)
   pkl = _dict(t=_tensor('0', 0, (4, 6), (1, 4), 24), rows=_tensor('0', 6, (2, 6), (6, 1), 24),
-              col=_tensor('0', 2, (4,), (6,), 24), one=_tensor('0', 5, (1, 3), (0, 1), 24))  # stride 0 on a size-1 dim
+              col=_tensor('0', 2, (4,), (6,), 24), one=_tensor('0', 5, (1, 3), (0, 1), 24),  # stride 0, size 1
+              windows=_tensor('0', 0, (4, 3), (2, 1), 24))  # overlapping, but no larger than the storage
   out = load_checkpoint(_write_zip(tmp_path / 'views.pth', pkl, {'0': base.tobytes()}))
   np.testing.assert_array_equal(out['t'], base[:24].reshape(6, 4).T)
   np.testing.assert_array_equal(out['rows'], base[6:18].reshape(2, 6))
   np.testing.assert_array_equal(out['col'], base[2::6])
   np.testing.assert_array_equal(out['one'], base[5:8][None])
+  np.testing.assert_array_equal(out['windows'], [base[i:i + 3] for i in (0, 2, 4, 6)])
 
 
 def test_many_views_of_one_storage_are_bounded(tmp_path):
@@ -163,7 +165,7 @@ def test_a_deflated_pickle_is_refused(tmp_path):
 ])
 def test_pickle_objects_are_bounded_by_the_pickle_size(tmp_path, monkeypatch, name, body):
   # Without the slack (64 MiB, for small files) the budget is 32 x 256 KB = 8 MB; unbounded, these are 16-55 MB.
-  monkeypatch.setattr(torch_reader, '_VIEW_SLACK', 0)
+  monkeypatch.setattr(torch_reader, '_SLACK', 0)
   _refused(_write_zip(tmp_path / f'{name}.pth', b'\x80\x04' + body + b'.'), 'Python objects from', limit=24 * MB)
 
 
