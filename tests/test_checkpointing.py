@@ -44,3 +44,53 @@ def test_model_half_of_a_train_state_and_a_mismatch_named(tmp_path):
   with pytest.raises(checkpointing.CheckpointMismatch, match=r'1 arrays saved only, 0 missing, e.g. 0.bias.value'):
     ckpt.restore(1, other, device, part=0)
   ckpt.close()
+
+
+def _truncate_largest(step_dir):
+  largest = max((p for p in (step_dir / 'state').rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
+  with open(largest, 'r+b') as f:
+    f.truncate(largest.stat().st_size // 2)
+
+
+DAMAGES = {
+    'truncated': (_truncate_largest, 'OUT_OF_RANGE'),
+    'record': (lambda d: (d / 'record' / 'metadata').write_text('{"step": garbage'), 'record: JSONDecodeError'),
+    'no_metadata': (lambda d: (d / 'state' / '_METADATA').unlink(), 'no _METADATA'),
+}
+
+
+# The reads orbax abandoned after the first failure must not print their own tracebacks as they are freed.
+@pytest.mark.filterwarnings('error::pytest.PytestUnraisableExceptionWarning')
+@pytest.mark.parametrize('damage', sorted(DAMAGES))
+def test_a_damaged_checkpoint_is_named_moved_aside_and_skipped(tmp_path, damage):
+  make = lambda: nnx.Linear(64, 64, rngs=nnx.Rngs(0))  # 16 KB: array data in a file of its own, not inlined
+  state = nnx.state(make())
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  ckpt = checkpointing.Checkpoints(tmp_path / 'ckpt')
+  for step in (1, 2):
+    ckpt.save(step, jax.tree.map(lambda a, s=step: a + s, state), {'step': step})
+  ckpt.wait()
+  damage_fn, reason = DAMAGES[damage]
+  damage_fn(tmp_path / 'ckpt' / '2')
+  read = lambda step: ckpt.restore(step, nnx.state(nnx.eval_shape(make)), device)
+  with pytest.raises(checkpointing.CheckpointDamaged, match=f'^checkpoint step 2 in {tmp_path / "ckpt" / "2"} is '
+                     f'damaged: .*{reason}'):
+    read(2)
+
+  notes = []
+  assert ckpt.first_intact([2], read, move_aside=True, note=notes.append) == (None, None)  # none intact
+  assert len(notes) == 1 and ckpt.all_steps() == [1, 2]  # named; nothing moved
+
+  notes = []
+  step, (restored, record) = ckpt.first_intact([2, 1], read, move_aside=True, note=notes.append)
+  assert step == 1 and record == {'step': 1}
+  np.testing.assert_array_equal(restored['kernel'][...], state['kernel'][...] + 1)
+  moved = tmp_path / 'damaged_ckpt' / '2'
+  line, = notes
+  assert line.startswith(f'checkpoint step 2 in {tmp_path / "ckpt" / "2"} is damaged: ') and reason in line
+  assert line.endswith(f'; moved to {moved}')
+  assert (moved / 'state').is_dir() and ckpt.all_steps() == [1] and ckpt.latest_step() == 1  # moved, not deleted
+  ckpt.save(2, state, {'step': 2})  # a later step 2 damaged again would go to damaged_ckpt/2.2
+  ckpt.wait()
+  assert ckpt.all_steps() == [1, 2] and ckpt.move_aside(2) == tmp_path / 'damaged_ckpt' / '2.2'
+  ckpt.close()

@@ -8,6 +8,7 @@ No TensorFlow: the class names come from the run's metrics.json, not from TFDS.
 import dataclasses
 import json
 import pathlib
+import sys
 
 import numpy as np
 
@@ -94,23 +95,40 @@ def _load_workdir(workdir, step, class_names):
 
   from mtcae_jax import checkpointing, models  # pylint: disable=g-import-not-at-top
   ckpt = checkpointing.Checkpoints(workdir / 'checkpoints')
-  try:
-    steps = ckpt.all_steps()
-    if step is None:
-      step = ckpt.best_step() or ckpt.latest_step()
-    elif step not in steps:
-      raise PredictError(f'{workdir}: no checkpoint at step {step} (there are {", ".join(map(str, steps))})')
-    if step is None:
-      raise PredictError(f'{workdir}: no finished checkpoint in {workdir / "checkpoints"}')
-    config = ml_collections.ConfigDict(ckpt.record(step)['config'])
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+  def read(step):
+    config = ckpt.record(step).get('config')
+    if not isinstance(config, dict):
+      raise checkpointing.CheckpointDamaged(workdir / 'checkpoints' / str(step), 'record: no config', step)
+    config = ml_collections.ConfigDict(config)
     graphdef, abstract = nnx.split(models.abstract_model(config))
     # The model half of the saved (model, optimizer) state, on this process's first device, whatever mesh saved it.
     try:
-      state, _ = ckpt.restore(step, abstract, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]), part=0)
+      state, _ = ckpt.restore(step, abstract, device, part=0)
     except checkpointing.CheckpointMismatch as e:
       raise PredictError(f'{workdir} (step {step}) was saved by a model with other parameters than this version '
                          f'builds from its config ({len(e.saved_only)} saved only, {len(e.missing)} missing, e.g. '
                          f'{", ".join(e.saved_only[:2] + e.missing[:2])})') from None
+    return config, graphdef, state
+
+  try:
+    steps = sorted(ckpt.all_steps(), reverse=True)
+    if step is not None and step not in steps:
+      raise PredictError(f'{workdir}: no checkpoint at step {step} (there are {", ".join(map(str, steps[::-1]))})')
+    if not steps:
+      raise PredictError(f'{workdir}: no finished checkpoint in {workdir / "checkpoints"}')
+    best = ckpt.best_step()
+    # The one asked for; else the best, then the newest intact one. A damaged one is named (on stderr) and left
+    # in place: predicting only reads the workdir.
+    candidates = [step] if step is not None else ([best] + [s for s in steps if s != best] if best else steps)
+    chosen, loaded = ckpt.first_intact(candidates, read, note=lambda line: print(line, file=sys.stderr))
+    if chosen is None:
+      raise PredictError(f'{workdir}: no intact checkpoint in {workdir / "checkpoints"} (named above)'
+                         if step is None else f'{workdir}: checkpoint step {step} is damaged (named above)')
+    if chosen != candidates[0]:
+      print(f'Predicting with step {chosen} instead.', file=sys.stderr)
+    step, (config, graphdef, state) = chosen, loaded
   finally:
     ckpt.close()
   faces = config.model.strategy != 'stl'

@@ -127,14 +127,26 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
 
   # ---------------- Checkpoints: resume, or start from a converted encoder ----------------
   ckpt = checkpointing.Checkpoints(workdir / 'checkpoints', keep=config.keep_checkpoints)
-  start_step = data_step = ckpt.latest_step() or 0
-  if start_step:
-    record = ckpt.record(start_step)
-    changed = config_changes(record['config'], config_json)
-    if changed:
-      raise TrainingError(f'{workdir} holds a run with another config (differs in {", ".join(changed)}); '
-                          'use a new --workdir or the same config')
-    state, _ = ckpt.restore(start_step, abstract_state, state_sharding)
+  start_step = data_step = 0
+  if ckpt.all_steps():
+    def read(step):
+      record = ckpt.record(step)
+      if not isinstance(record.get('config'), dict):
+        raise checkpointing.CheckpointDamaged(workdir / 'checkpoints' / str(step), 'record: no config', step)
+      changed = config_changes(record['config'], config_json)
+      if changed:
+        raise TrainingError(f'{workdir} holds a run with another config (differs in {", ".join(changed)}); '
+                            'use a new --workdir or the same config')
+      return ckpt.restore(step, abstract_state, state_sharding)
+    # The newest intact checkpoint; damaged ones after it are moved aside, and with none intact the run stops
+    # rather than silently starting over.
+    start_step, restored = ckpt.first_intact(sorted(ckpt.all_steps(), reverse=True), read, move_aside=True,
+                                             note=lambda line: is_main and print(line, file=sys.stderr))
+    if start_step is None:
+      raise TrainingError(f'no intact checkpoint in {workdir / "checkpoints"} (each is named above); nothing was '
+                          'moved: to start over, move that directory away')
+    state, record = restored
+    data_step = start_step
     stats = record['target_stats'] if 'target_stats' in record else training_target_stats(config)
     if 'data' in record:  # the input iterator's state (runs saved before it was kept resume at their step)
       try:
@@ -251,10 +263,27 @@ def evaluate_checkpoint(config, workdir, step=None, split=None):
   mesh = sharding.make_mesh(tuple(config.mesh_shape))
   test_source = pipeline.data_source(config.dataset, split or f'fold{config.fold}', config.data_dir or None)
   ckpt = checkpointing.Checkpoints(workdir / 'checkpoints', keep=config.keep_checkpoints)
-  step = step or ckpt.best_step() or ckpt.latest_step()
-  if not step:
+  steps = sorted(ckpt.all_steps(), reverse=True)
+  if not steps:
     raise TrainingError(f'no checkpoint in {workdir / "checkpoints"}')
-  graphdef, state, state_sharding, record = restore_train_state(config, ckpt, step, mesh)
+  if step and step not in steps:
+    raise TrainingError(f'no checkpoint at step {step} in {workdir / "checkpoints"} (there are '
+                        f'{", ".join(map(str, sorted(steps)))})')
+  if step:
+    candidates = [step]  # the one asked for, or an error
+  else:  # the best, else the newest intact one; a damaged one is named and left in place (eval only reads)
+    best = ckpt.best_step()
+    candidates = ([best] + [s for s in steps if s != best]) if best else steps
+  is_main = jax.process_index() == 0
+  chosen, restored = ckpt.first_intact(candidates, lambda s: restore_train_state(config, ckpt, s, mesh),
+                                       note=lambda line: is_main and print(line, file=sys.stderr))
+  if chosen is None:
+    raise TrainingError(f'checkpoint step {step} in {workdir / "checkpoints"} is damaged (named above)' if step
+                        else f'no intact checkpoint to evaluate in {workdir / "checkpoints"} (named above)')
+  if chosen != candidates[0] and is_main:
+    print(f'Evaluating step {chosen} instead.', file=sys.stderr)
+  step = chosen
+  graphdef, state, state_sharding, record = restored
   stats = record['target_stats'] if 'target_stats' in record else training_target_stats(config)
   eval_step = jax.jit(evaluate.make_eval_step(graphdef, config.input, *step_lib.loss_settings(config, stats)))
   batches = pipeline.eval_batches(test_source, config, config.eval_batch_size, mesh=mesh,
