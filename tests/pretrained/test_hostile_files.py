@@ -315,3 +315,17 @@ def test_zero_dimensional_hugging_face_query_weight_is_one_line(tmp_path):
                                             r'\(\), expected \(width, width\)') as e:
     formats.read(path)
   assert '\n' not in str(e.value)
+
+
+def test_the_command_says_one_error_line(tmp_path):
+  """Through `python -m mtcae_jax.pretrained`: one `error:` line naming the file, exit status 2."""
+  stride0 = _write_zip(tmp_path / 'stride0.pth', _dict(w=_tensor('0', 0, (1 << 20, 1 << 20), (0, 0), 4)),
+                       {'0': bytes(16)})
+  deep_key = _write_zip(tmp_path / 'deep_key.pth', b'\x80\x02}' + b'N' + b'\x85' * 150_000 + b'Ns.')
+  for path in (stride0, deep_key):
+    command = [sys.executable, '-m', 'mtcae_jax.pretrained', f'--src={path}', f'--out={tmp_path / "out"}']
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            env=dict(os.environ, JAX_PLATFORMS='cpu'))
+    assert result.returncode == 2, (path, result.returncode, result.stderr[-500:])
+    assert result.stderr.startswith('error: ') and result.stderr.count('\n') == 1, result.stderr
+    assert os.path.basename(path) in result.stderr and 'refused' in result.stderr, result.stderr
