@@ -385,9 +385,11 @@ def load_torch_zip(path) -> object:
         if byteorder not in ('little', 'big'):
           raise _err(path, f'unknown byte order {byteorder[:20]!r}')
       info = zf.getinfo(pkls[0])
-      if info.compress_type != zipfile.ZIP_STORED or info.file_size > archive_size:
+      if info.compress_type != zipfile.ZIP_STORED:
         raise _err(path, f'refused: record {pkls[0]!r} is compressed (method {info.compress_type}); '
                          'torch writes records uncompressed')
+      if info.file_size != info.compress_size or info.file_size > archive_size:
+        raise _err(path, f'record {pkls[0]!r} declares {info.file_size} bytes in a {archive_size}-byte file')
       with zf.open(info) as f:
         obj = _Unpickler(f, path, zf, prefix, byteorder, archive_size, info.file_size).load()
       _check_nesting(obj)
