@@ -17,28 +17,13 @@ import pytest
 
 from mtcae_jax.pretrained import formats, torch_reader
 from mtcae_jax.pretrained.torch_reader import CheckpointError, load_checkpoint
+from tests.pretrained.test_torch_reader import _global, _int, _str, _tuple  # hand-written pickle pieces
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MB = 1 << 20
 
 
 # ---------------------------------------------------------------- hand-written pickles and archives
-
-def _global(module, name):
-  return b'c' + module.encode() + b'\n' + name.encode() + b'\n'
-
-
-def _str(s):
-  return b'X' + len(s.encode()).to_bytes(4, 'little') + s.encode()
-
-
-def _int(i):
-  return b'J' + i.to_bytes(4, 'little', signed=True)
-
-
-def _tuple(*items):
-  return b'(' + b''.join(items) + b't'
-
 
 def _tensor(key, offset, size, stride, numel, storage='FloatStorage'):
   """The opcodes that push one tensor (torch's _rebuild_tensor_v2 of storage `key`)."""
