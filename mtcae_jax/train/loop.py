@@ -80,6 +80,24 @@ def config_changes(saved, current):
   return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
 
 
+# Encoders sized for tests and demos; any other trained without `init_from` gets the warning below.
+SMALL_VARIANTS = ('tiny', 'S/16')
+_warned_from_scratch = []  # once per process (cross-validation trains each fold in this process)
+
+
+def warn_without_pretrained(config, is_main=True):
+  """Prints one stderr line (process 0, once) when an encoder larger than SMALL_VARIANTS is trained
+  from scratch; returns whether it did."""
+  variant = config.model.encoder.variant
+  if config.get('init_from') or variant in SMALL_VARIANTS or not is_main or _warned_from_scratch:
+    return False
+  _warned_from_scratch.append(variant)
+  print(f'warning: the {variant} encoder starts from random weights (config.init_from is empty); the paper '
+        'fine-tunes pre-trained weights: see "Starting from pre-trained weights" in README.md to get and convert '
+        'them, then pass --config.init_from=DIR.', file=sys.stderr)
+  return True
+
+
 def class_names(source, num_classes):
   try:
     return list(source.dataset_info.features['label'].names)
@@ -108,6 +126,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   start_distributed(config)
   mesh = sharding.make_mesh(tuple(config.mesh_shape))
   is_main = jax.process_index() == 0
+  warn_without_pretrained(config, is_main)
 
   # ---------------- Data ----------------
   data_dir = config.data_dir or None
