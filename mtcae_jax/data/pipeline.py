@@ -207,12 +207,30 @@ def num_eval_batches(num_examples, global_batch_size):
   return -(-num_examples // global_batch_size)
 
 
+def stored_frames(source):
+  """Frames per stored example: the `video` feature's length (TFDS), else the first example's (a list of dicts)."""
+  info = getattr(source, 'dataset_info', None)
+  if info is not None:
+    return info.features['video'].shape[0]
+  return len(source[0]['video']) if len(source) else None
+
+
+def check_views(source, config, num_views):
+  """ValueError if `num_views` > 1 views would all read the same frames (no more stored than config.num_frames)."""
+  stored = stored_frames(source) if num_views > 1 else None
+  if stored is not None and stored <= config.num_frames:
+    raise ValueError(f'eval_views={num_views} needs more stored frames than num_frames={config.num_frames}; '
+                     f'this split stores {stored}, so every view would see the same frames: use eval_views=1')
+
+
 def eval_batches(source, config, global_batch_size, *, mesh=None, num_views=1, num_workers=None):
   """Every example exactly once, in source order; the last batch is padded (mask False) to the full size.
 
   With num_views > 1, each example gives that many temporal views (offsets spread over each segment), stacked
-  on axis 1: average the views' class scores per example, as MAE-DFER does.
+  on axis 1: average the views' class scores per example, as MAE-DFER does. The split must store more frames
+  than config.num_frames (else the views are the same frames): `check_views` refuses that.
   """
+  check_views(source, config, num_views)
   mesh = mesh or default_mesh()
   sharding = sharding_lib.batch_sharding(mesh, global_batch_size)
   rows = process_rows(sharding, global_batch_size)

@@ -28,7 +28,7 @@ from mtcae_jax.train import step as step_lib
 # Config fields that may change between a run and its resumption; any other change is refused.
 # A preempted multi-host job may come back on other hosts; each process has its own process_id.
 RESUMABLE_CHANGES = ('data_dir', 'mesh_shape', 'distributed', 'coordinator_address', 'num_processes', 'process_id',
-                     'log_every_steps', 'eval_batch_size', 'keep_checkpoints', 'input.num_workers')
+                     'log_every_steps', 'eval_batch_size', 'keep_checkpoints', 'input.num_workers', 'eval_views')
 
 
 # Fields added since runs were first saved, with the value a run saved without them had: such a run resumes with
@@ -132,6 +132,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   data_dir = config.data_dir or None
   train_source = pipeline.data_source(config.dataset, pipeline.train_split(config.fold), data_dir)
   test_source = pipeline.data_source(config.dataset, f'fold{config.fold}', data_dir)
+  pipeline.check_views(test_source, config, config.eval_views)  # refused before any training step
   names = class_names(test_source, config.num_classes)
   if len(names) != config.num_classes:
     raise TrainingError(f'{config.dataset} has {len(names)} classes but config.num_classes={config.num_classes}')
@@ -281,6 +282,7 @@ def evaluate_checkpoint(config, workdir, step=None, split=None):
   start_distributed(config)
   mesh = sharding.make_mesh(tuple(config.mesh_shape))
   test_source = pipeline.data_source(config.dataset, split or f'fold{config.fold}', config.data_dir or None)
+  pipeline.check_views(test_source, config, config.eval_views)
   ckpt = checkpointing.Checkpoints(workdir / 'checkpoints', keep=config.keep_checkpoints)
   steps = sorted(ckpt.all_steps(), reverse=True)
   if not steps:

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 
 import jax
 import pytest
@@ -150,3 +151,50 @@ def test_train_state_resumes_where_it_stopped_and_refuses_other_data():
                      ((source, 4, 4), 'seed 3 -> 4')):
     with pytest.raises(ValueError, match=what):
       pipeline.resume_step(state, *args)
+
+
+# More views than 1 need more stored frames than the model samples; with as many, they would all be the same frames.
+REFUSED = 'eval_views=2 needs more stored frames than num_frames=4; this split stores 4, so every view would see ' \
+          'the same frames: use eval_views=1'
+
+
+def test_two_views_see_different_frames_when_more_are_stored():
+  b = next(pipeline.eval_batches(fake_source(2, frames=8), tiny_config(), global_batch_size=2, num_views=2))
+  frames = np.asarray(b['video'])[:, :, :, 8, 8, 1]
+  assert not np.array_equal(frames[:, 0], frames[:, 1])
+
+
+def test_views_over_as_many_stored_frames_as_sampled_are_refused():
+  source = fake_source(2, frames=4)
+  with pytest.raises(ValueError) as e:
+    pipeline.eval_batches(source, tiny_config(), global_batch_size=2, num_views=2)
+  assert str(e.value) == REFUSED and '\n' not in str(e.value)
+  assert next(pipeline.eval_batches(source, tiny_config(), global_batch_size=2))['video'].shape == (2, 4, 16, 16, 3)
+
+
+def test_the_stored_frame_count_of_a_tfds_source_is_its_video_length():
+  video = types.SimpleNamespace(shape=(4, 224, 224, 3))
+  source = types.SimpleNamespace(dataset_info=types.SimpleNamespace(features={'video': video}))
+  with pytest.raises(ValueError, match='this split stores 4'):
+    pipeline.check_views(source, tiny_config(), 2)
+  pipeline.check_views(source, tiny_config(), 1)
+
+
+def test_training_and_eval_refuse_same_frame_views_before_any_step(demo_data_dir, tmp_path, capsys, monkeypatch):
+  from mtcae_jax import main  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(ROOT)
+  args = ['--config=configs/demo.py', '--allow_cpu', '--config.prepare_demo_data=False',
+          f'--config.data_dir={demo_data_dir}', '--config.num_frames=16', '--config.eval_views=2']
+  for mode in ('train', 'eval'):
+    assert main.main(args + [f'--workdir={tmp_path}', f'--mode={mode}']) == 2
+    err = capsys.readouterr().err
+    assert err == 'error: eval_views=2 needs more stored frames than num_frames=16; this split stores 16, so every ' \
+                  'view would see the same frames: use eval_views=1\n', err
+  assert not (tmp_path / 'checkpoints').exists()
+
+
+def test_a_run_saved_with_two_views_resumes_with_one():
+  from mtcae_jax.train import loop  # pylint: disable=g-import-not-at-top
+  saved, current = default.get_config(), default.get_config()
+  saved.eval_views = 2
+  assert loop.config_changes(saved.to_dict(), current.to_dict()) == []
