@@ -126,7 +126,6 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   start_distributed(config)
   mesh = sharding.make_mesh(tuple(config.mesh_shape))
   is_main = jax.process_index() == 0
-  warn_without_pretrained(config, is_main)
 
   # ---------------- Data ----------------
   data_dir = config.data_dir or None
@@ -136,6 +135,8 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   names = class_names(test_source, config.num_classes)
   if len(names) != config.num_classes:
     raise TrainingError(f'{config.dataset} has {len(names)} classes but config.num_classes={config.num_classes}')
+  # After the checks of the config and data above, so that a wrong config stays one error line.
+  warn_without_pretrained(config, is_main)
   steps_per_epoch = max(len(train_source) // config.batch_size, 1)
   total_steps = config.num_steps or config.num_epochs * steps_per_epoch
   eval_every = config.eval_every_steps or steps_per_epoch
