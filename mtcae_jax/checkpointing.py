@@ -163,6 +163,18 @@ class Checkpoints:
   def best_step(self):
     return self._manager.best_step()
 
+  def best_first(self):
+    """Every step, the best first, then the others newest first: the order to try them in for evaluation."""
+    steps, best = sorted(self.all_steps(), reverse=True), self.best_step()
+    return [best] + [s for s in steps if s != best] if best else steps
+
+  def run_config(self, step):
+    """The training run's config saved in the record at `step` (a dict); raises CheckpointDamaged."""
+    config = self.record(step).get('config')
+    if not isinstance(config, dict):
+      raise CheckpointDamaged(self.directory / str(step), 'record: no config', step)
+    return config
+
   def record(self, step):
     """The JSON record saved at `step` (a dict); raises CheckpointDamaged."""
     try:

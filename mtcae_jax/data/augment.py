@@ -31,6 +31,11 @@ class AugmentConfig:
   contrast: float = 0.2
   saturation: float = 0.2
 
+  @classmethod
+  def of(cls, fields):
+    """From a config's `augment` block (lists, as a config may hold them, become tuples)."""
+    return cls(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in fields.items()})
+
 
 def hflip(video, boxes, landmarks):
   """Mirrors the clip (T, H, W, C) and its targets; applying it twice is the identity."""

@@ -14,12 +14,6 @@ from mtcae_jax.data import augment, loader, pipeline
 from mtcae_jax.measure import speed
 
 
-def augment_config(config):
-  """The config's training augmentation as `augment.AugmentConfig`."""
-  return augment.AugmentConfig(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
-                                  for k, v in config.augment.items()})
-
-
 def train_source(config):
   return pipeline.data_source(config.dataset, pipeline.train_split(config.fold), config.data_dir or None)
 
@@ -30,7 +24,8 @@ def input_throughput(config, batch_size, steps, log=print):
   per core: nothing else runs."""
   workers = config.input.num_workers if config.input.num_workers >= 0 else os.cpu_count() or 1
   batches = pipeline.train_batches(train_source(config), config, batch_size, num_steps=steps + 1,
-                                   augment=augment_config(config), num_workers=workers)
+                                   augment=augment.AugmentConfig.of(config.augment),
+                                   num_workers=workers)
   it = batches.local_batches()
   start = time.perf_counter()
   first = next(it)
@@ -60,4 +55,5 @@ def input_throughput(config, batch_size, steps, log=print):
 def real_batches(config, batch_size):
   """mesh -> endless training batches of the config's dataset on that mesh, for `speed.jax_train`."""
   source = train_source(config)
-  return lambda mesh: pipeline.train_batches(source, config, batch_size, mesh=mesh, augment=augment_config(config))
+  settings = augment.AugmentConfig.of(config.augment)
+  return lambda mesh: pipeline.train_batches(source, config, batch_size, mesh=mesh, augment=settings)

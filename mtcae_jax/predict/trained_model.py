@@ -98,10 +98,7 @@ def _load_workdir(workdir, step, class_names):
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
   def read(step):
-    config = ckpt.record(step).get('config')
-    if not isinstance(config, dict):
-      raise checkpointing.CheckpointDamaged(workdir / 'checkpoints' / str(step), 'record: no config', step)
-    config = ml_collections.ConfigDict(config)
+    config = ml_collections.ConfigDict(ckpt.run_config(step))
     graphdef, abstract = nnx.split(models.abstract_model(config))
     # The model half of the saved (model, optimizer) state, on this process's first device, whatever mesh saved it.
     try:
@@ -118,10 +115,9 @@ def _load_workdir(workdir, step, class_names):
       raise PredictError(f'{workdir}: no checkpoint at step {step} (there are {", ".join(map(str, steps[::-1]))})')
     if not steps:
       raise PredictError(f'{workdir}: no finished checkpoint in {workdir / "checkpoints"}')
-    best = ckpt.best_step()
     # The one asked for; else the best, then the newest intact one. A damaged one is named (on stderr) and left
     # in place: predicting only reads the workdir.
-    candidates = [step] if step is not None else ([best] + [s for s in steps if s != best] if best else steps)
+    candidates = [step] if step is not None else ckpt.best_first()
     chosen, loaded = ckpt.first_intact(candidates, read, note=lambda line: print(line, file=sys.stderr))
     if chosen is None:
       raise PredictError(f'{workdir}: no intact checkpoint in {workdir / "checkpoints"} (named above)'

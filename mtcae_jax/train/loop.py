@@ -151,10 +151,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   start_step = data_step = 0
   if ckpt.all_steps():
     def read(step):
-      record = ckpt.record(step)
-      if not isinstance(record.get('config'), dict):
-        raise checkpointing.CheckpointDamaged(workdir / 'checkpoints' / str(step), 'record: no config', step)
-      changed = config_changes(record['config'], config_json)
+      changed = config_changes(ckpt.run_config(step), config_json)
       if changed:
         raise TrainingError(f'{workdir} holds a run with another config (differs in {", ".join(changed)}); '
                             'use a new --workdir or the same config')
@@ -230,9 +227,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
     timer[0] = time.perf_counter()
 
   batches = pipeline.train_batches(train_source, config, config.batch_size, mesh=mesh, start_step=data_step,
-                                   num_steps=total_steps - start_step, augment=augment.AugmentConfig(
-                                       **{k: tuple(v) if isinstance(v, (list, tuple)) else v
-                                          for k, v in config.augment.items()}))
+                                   num_steps=total_steps - start_step, augment=augment.AugmentConfig.of(config.augment))
   timer = [time.perf_counter()]
   result = rows = None
   step = start_step
@@ -291,11 +286,9 @@ def evaluate_checkpoint(config, workdir, step=None, split=None):
   if step and step not in steps:
     raise TrainingError(f'no checkpoint at step {step} in {workdir / "checkpoints"} (there are '
                         f'{", ".join(map(str, sorted(steps)))})')
-  if step:
-    candidates = [step]  # the one asked for, or an error
-  else:  # the best, else the newest intact one; a damaged one is named and left in place (eval only reads)
-    best = ckpt.best_step()
-    candidates = ([best] + [s for s in steps if s != best]) if best else steps
+  # The one asked for, else the best, else the newest intact one; a damaged one is named and left in place (eval
+  # only reads).
+  candidates = [step] if step else ckpt.best_first()
   is_main = jax.process_index() == 0
   chosen, restored = ckpt.first_intact(candidates, lambda s: restore_train_state(config, ckpt, s, mesh),
                                        note=lambda line: is_main and print(line, file=sys.stderr))
