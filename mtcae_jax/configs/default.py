@@ -66,6 +66,11 @@ def get_config(arg=None):
   c.model.decoder = ml_collections.ConfigDict(dict(
       depth=5, width=512, num_heads=3, head_dim=512, mlp_dim=1024, mlp_final_gelu=True, dropout=0.3,
       attention_dropout=0.0, ln_eps=1e-6))
+  # How the decoders read F: 'per_decoder' (Algorithm 1: each decoder projects F to its keys and values) or
+  # 'shared' (the authors' code: one Dense on F, shared by the three decoders, is their keys/values and the first
+  # stage's query); `feature_dropout` is applied to F first (the authors' code: 0.3).
+  c.model.feature_proj = 'per_decoder'
+  c.model.feature_dropout = 0.0
   # regression_init: 'target_mean' starts the box and landmark heads at the training split's mean targets (zero
   # kernel); 'plain' is the paper's FC with the usual initialisation (see docs/HEADS.md).
   c.model.head = ml_collections.ConfigDict(dict(pool='mean', norm_first=True, dropout=0.1,
@@ -82,12 +87,22 @@ def get_config(arg=None):
   # Data: a TFDS dataset prepared with `python -m mtcae_jax.data.prepare`; fold k is the test fold.
   c.data_dir = ''  # TFDS data_dir; empty: TFDS's default
   c.fold = 0
-  c.augment = ml_collections.ConfigDict(dict(hflip=0.5, crop_prob=0.5, crop_scale=(0.7, 1.0),
+  # Stored boxes are (x_min, y_min, x_max, y_max); 'xywh' trains and predicts (x_min, y_min, width, height), as the
+  # authors' code regresses MTCNN's boxes. Both in frame units.
+  c.box_format = 'xyxy'
+  # policy 'none' (neither the paper nor its sources augment) or 'crop_flip_colour' (ours: the fields below).
+  c.augment = ml_collections.ConfigDict(dict(policy='none', hflip=0.5, crop_prob=0.5, crop_scale=(0.7, 1.0),
                                              crop_ratio=(3 / 4, 4 / 3), scale_jitter=0.1, brightness=0.2,
                                              contrast=0.2, saturation=0.2))
   # Temporal views averaged per test clip (MAE-DFER: 2). More than 1 needs more stored frames than num_frames;
   # the builders store 16 (the paper's protocol), so any more is refused.
   c.eval_views = 1
+  c.eval_crops = 1  # spatial crops per temporal view (MAE-DFER: 2 at test time)
+  # Share of the training folds' actors held out as a validation split (never the test fold): the best checkpoint,
+  # reduce-on-plateau and early stopping then watch it. 0: none, the paper's protocol (final weights, 5 folds).
+  c.validation_share = 0.0
+  # Evaluations without a lower validation loss before training stops (0: never), as Keras' EarlyStopping.
+  c.early_stopping_patience = 0
 
   # Training loop. The authors' code: batch 16, 100 epochs.
   c.batch_size = 16
@@ -114,7 +129,12 @@ def get_config(arg=None):
   c.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=1e-3, weight_decay=1e-3, b1=0.9, b2=0.999, eps=1e-8,
       schedule='warmup_cosine', warmup_steps=0, min_lr_ratio=0.0, grad_clip_norm=0.0, layer_decay=1.0,
-      accumulate_steps=1))
+      accumulate_steps=1,
+      # 'kernels' (no decay on biases, norms, tokens) or 'all' (Keras' AdamW decays every variable).
+      weight_decay_mask='kernels',
+      # Reduce-on-plateau, as Keras' ReduceLROnPlateau: lr x factor after `plateau_patience` evaluations without
+      # a lower validation loss (0: off). Needs validation_share > 0.
+      plateau_patience=0, plateau_factor=0.1, plateau_min_delta=1e-4))
 
   if arg.preset == 'paper_code':
     c.model.decoder.update(depth=3, width=256, head_dim=256, mlp_dim=512)

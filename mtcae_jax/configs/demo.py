@@ -25,5 +25,6 @@ def get_config(arg=None):
   c.eval_every_steps = 100
   c.log_every_steps = 20
   c.eval_views = 1
+  c.augment.policy = 'crop_flip_colour'  # ours: 18 clips need it more than the paper's thousands
   c.optimizer.update(learning_rate=1e-3, warmup_steps=5)
   return c

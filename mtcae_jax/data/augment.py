@@ -15,6 +15,7 @@ import numpy as np
 from mtcae_jax.data import faces
 
 FULL = (0.0, 0.0, 1.0, 1.0)
+POLICIES = ('none', 'crop_flip_colour')  # config.augment.policy: the fields below, or no augmentation
 # Mirroring turns the image-left eye into the image-right one: swap left/right points (faces.POINTS order).
 FLIP_ORDER = tuple(faces.POINTS.index(p.replace('left', '@').replace('right', 'left').replace('@', 'right'))
                    for p in faces.POINTS)
@@ -33,7 +34,14 @@ class AugmentConfig:
 
   @classmethod
   def of(cls, fields):
-    """From a config's `augment` block (lists, as a config may hold them, become tuples)."""
+    """From a config's `augment` block (lists, as a config may hold them, become tuples); None when its
+    `policy` is 'none' (no augmentation, as the paper and its sources)."""
+    fields = dict(fields)
+    policy = fields.pop('policy', 'crop_flip_colour')
+    if policy not in POLICIES:
+      raise ValueError(f'augment.policy must be one of {POLICIES}, got {policy!r}')
+    if policy == 'none':
+      return None
     return cls(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in fields.items()})
 
 

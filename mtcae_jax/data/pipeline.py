@@ -19,7 +19,7 @@ randomness is seeded per (seed, epoch, example).
 import numpy as np
 
 from mtcae_jax import sharding as sharding_lib
-from mtcae_jax.data import folds, loader, silent_tensorflow
+from mtcae_jax.data import box_format, folds, loader, silent_tensorflow
 from mtcae_jax.data import augment as augment_lib
 from mtcae_jax.data import video as video_lib
 
@@ -88,20 +88,25 @@ def model_input(stored, num_frames, image_size, offset=0.5):
 
 
 def preprocess(raw, config, rng=None, offset=0.5, augment=augment_lib.AugmentConfig()):
-  """One stored example -> arrays at config.num_frames x config.image_size, video uint8; augmented if `rng`,
-  with the clip's colour-jitter factors as `colour`."""
+  """One stored example -> arrays at config.num_frames x config.image_size, video uint8, boxes in
+  config.box_format. With `rng` (training) the output has each clip's colour-jitter factors as `colour`, and the
+  clip is augmented unless `augment` is None (`augment.policy='none'`: colour factors of 1)."""
   stored = np.asarray(raw['video'])
-  if rng is None:
+  if rng is None or augment is None:
     t, video = model_input(stored, config.num_frames, config.image_size, offset)
   else:
-    t = video_lib.sample_indices(len(stored), config.num_frames, offset)
+    t, video = video_lib.sample_indices(len(stored), config.num_frames, offset), None
   boxes = np.asarray(raw['boxes'], np.float32)[t]
   landmarks, face_mask = np.asarray(raw['landmarks'], np.float32)[t], np.asarray(raw['face_mask'], bool)[t]
-  if rng is None:
-    return dict(video=video, boxes=boxes, landmarks=landmarks, face_mask=face_mask)
-  video, boxes, landmarks, face_mask, colour = augment_lib.augment(
-      rng, stored[t], boxes, landmarks, face_mask, config.image_size, augment)
-  return dict(video=video, boxes=boxes, landmarks=landmarks, face_mask=face_mask, colour=colour)
+  out = dict(video=video, boxes=boxes, landmarks=landmarks, face_mask=face_mask)
+  if rng is not None:
+    if augment is None:
+      out['colour'] = np.ones(3, np.float32)
+    else:
+      out.update(zip(('video', 'boxes', 'landmarks', 'face_mask', 'colour'), augment_lib.augment(
+          rng, stored[t], boxes, landmarks, face_mask, config.image_size, augment)))
+  out['boxes'] = box_format.from_xyxy(out['boxes'], config.get('box_format', 'xyxy'))
+  return out
 
 
 def process_rows(sharding, global_batch_size):

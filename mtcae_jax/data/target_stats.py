@@ -10,6 +10,8 @@ import json
 
 import numpy as np
 
+from mtcae_jax.data import box_format as box_format_lib
+
 FILENAME = 'target_stats.json'  # in the workdir: the statistics a run started from
 
 
@@ -29,10 +31,12 @@ def mean_targets(boxes, landmarks, face_mask):
   return stats
 
 
-def compute(dataset, split, data_dir):
-  """The mean targets of a prepared split (read without decoding its frames)."""
+def compute(dataset, split, data_dir, box_format='xyxy'):
+  """The mean targets of a prepared split (read without decoding its frames), boxes in `box_format`."""
   from mtcae_jax.data import pipeline  # pylint: disable=g-import-not-at-top  # imports TFDS
-  return mean_targets(**pipeline.read_targets(dataset, split, data_dir))
+  targets = pipeline.read_targets(dataset, split, data_dir)
+  targets['boxes'] = box_format_lib.from_xyxy(targets['boxes'], box_format)
+  return mean_targets(**targets)
 
 
 def save(stats, workdir):

@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from mtcae_jax.data import box_format as box_format_lib
 from mtcae_jax.data import device_input
 from mtcae_jax.train import losses, metrics
 
@@ -73,15 +74,19 @@ def _clip_names(batch):
   return [paths[i] for i in order.tolist()]
 
 
-def constant_baseline(stats, boxes, landmarks):
-  """Per-frame box IoU and landmark NME of always predicting the mean targets `stats` (data/target_stats.py)."""
+def constant_baseline(stats, boxes, landmarks, box_format='xyxy'):
+  """Per-frame box IoU and landmark NME of always predicting the mean targets `stats` (data/target_stats.py);
+  boxes and the stats' mean box in `box_format`."""
   boxes, landmarks = np.asarray(boxes), np.asarray(landmarks)
-  return (metrics.box_iou(np.broadcast_to(np.asarray(stats['boxes']), boxes.shape), boxes),
+  mean_box = np.broadcast_to(np.asarray(stats['boxes'], boxes.dtype), boxes.shape)
+  corners = lambda b: box_format_lib.to_xyxy(b, box_format)
+  return (metrics.box_iou(corners(mean_box), corners(boxes)),
           metrics.landmark_nme(np.broadcast_to(np.asarray(stats['landmarks']), landmarks.shape), landmarks))
 
 
-def evaluate(step_fn, state, batches, num_classes, baseline=None, progress=None):
+def evaluate(step_fn, state, batches, num_classes, baseline=None, progress=None, box_format='xyxy'):
   """Runs `step_fn` over `batches`; returns (metrics, rows), rows being (clip, label, prediction, probs).
+  Boxes (predicted and true) are in `box_format` (config.box_format); IoU converts them to corners.
 
   With `baseline` (the training split's mean targets), the metrics also hold the constant predictor's box IoU
   and landmark NME over the same frames (`baseline_box_iou`, `baseline_landmark_nme`).
@@ -103,10 +108,11 @@ def evaluate(step_fn, state, batches, num_classes, baseline=None, progress=None)
       faces = np.broadcast_to(views(_host(batch['face_mask'])[keep], boxes.ndim - 1), boxes.shape[:-1])
       true_boxes = np.broadcast_to(views(_host(batch['boxes'])[keep], boxes.ndim), boxes.shape)
       true_marks = np.broadcast_to(views(_host(batch['landmarks'])[keep], marks.ndim), marks.shape)
-      ious.append(metrics.box_iou(boxes, true_boxes)[faces])
+      corners = lambda b: box_format_lib.to_xyxy(b, box_format)
+      ious.append(metrics.box_iou(corners(boxes), corners(true_boxes))[faces])
       nmes.append(metrics.landmark_nme(marks, true_marks)[faces])
       if baseline is not None:
-        iou, nme = constant_baseline(baseline, true_boxes, true_marks)
+        iou, nme = constant_baseline(baseline, true_boxes, true_marks, box_format)
         const_ious.append(iou[faces])
         const_nmes.append(nme[faces])
     if progress is not None:

@@ -33,7 +33,11 @@ RESUMABLE_CHANGES = ('data_dir', 'mesh_shape', 'distributed', 'coordinator_addre
 
 # Fields added since runs were first saved, with the value a run saved without them had: such a run resumes with
 # these given on the command line.
-SAVED_BEFORE = {'model.head.regression_init': 'plain', 'loss.normalize_regression': False}
+SAVED_BEFORE = {'model.head.regression_init': 'plain', 'loss.normalize_regression': False,
+                'box_format': 'xyxy', 'augment.policy': 'crop_flip_colour', 'model.feature_proj': 'per_decoder',
+                'model.feature_dropout': 0.0, 'eval_crops': 1, 'validation_share': 0.0, 'early_stopping_patience': 0,
+                'optimizer.weight_decay_mask': 'kernels', 'optimizer.plateau_patience': 0,
+                'optimizer.plateau_factor': 0.1, 'optimizer.plateau_min_delta': 1e-4}
 
 
 class TrainingError(RuntimeError):
@@ -53,7 +57,7 @@ def training_target_stats(config):
     return None
   split = pipeline.train_split(config.fold)
   try:
-    return target_stats.compute(config.dataset, split, config.data_dir or None)
+    return target_stats.compute(config.dataset, split, config.data_dir or None, config.box_format)
   except ValueError as e:
     raise TrainingError(f'{config.dataset} {split}: {e}') from None
 
@@ -196,7 +200,8 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
     batches = pipeline.eval_batches(test_source, config, config.eval_batch_size, mesh=mesh,
                                     num_views=config.eval_views)
     with tqdm(total=num_eval_batches, desc=f'eval fold{config.fold}', leave=False, disable=not is_main) as bar:
-      result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes, baseline=stats, progress=bar)
+      result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes, baseline=stats, progress=bar,
+                                       box_format=config.box_format)
     log.write(step, 'eval', {k: v for k, v in result.items() if np.isscalar(v)})
     return result, rows
 
@@ -303,7 +308,8 @@ def evaluate_checkpoint(config, workdir, step=None, split=None):
   eval_step = jax.jit(evaluate.make_eval_step(graphdef, config.input, *step_lib.loss_settings(config, stats)))
   batches = pipeline.eval_batches(test_source, config, config.eval_batch_size, mesh=mesh,
                                   num_views=config.eval_views)
-  result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes, baseline=stats)
+  result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes, baseline=stats,
+                                   box_format=config.box_format)
   if jax.process_index() == 0:
     evaluate.write_reports(workdir / f'eval_step{step}' / (split or f'fold{config.fold}'), result, rows,
                            class_names(test_source, config.num_classes))
