@@ -4,16 +4,16 @@
     python -m mtcae_jax.measure.summary --config=configs/default.py:variant=B/16,preset=paper_code
 
 Config string keys (`--config=FILE:variant=B/16,preset=paper_code`, read by `parse_arg`): `variant` (encoder:
-tiny, S/16, B/16, L/16, H/16, or MAE-DFER's LGI/512), `strategy` (Table I: stl, nonshared_mlp, nonshared_vit,
-shared_mlp, shared_vit, cascaded) and `preset`: `paper` (the paper's text) or `paper_code` (the
-decoder of the authors' public code: 3 layers of width 256, encoder frozen).
-"""
+tiny, S/16, B/16, L/16, H/16, or MAE-DFER's LGI/512; default L/16, LGI/512 with `mae_dfer`), `strategy` (Table I:
+stl, nonshared_mlp, nonshared_vit, shared_mlp, shared_vit, cascaded) and `preset`, the recipe: `paper` (the
+paper's text; default), `paper_code` (the authors' Keras code) or `mae_dfer` (MAE-DFER's fine-tuning); see
+presets.py and docs/FIDELITY.md. Below, the fields with the paper's architecture; the preset then sets its recipe."""
 
 import ml_collections
 
+from mtcae_jax.configs import presets
 from mtcae_jax.models import lgi_former
 
-PRESETS = ('paper', 'paper_code')
 # Input normalisation of the MAE-DFER / VideoMAE encoders (ImageNet statistics); converted checkpoints use it too.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -35,9 +35,10 @@ def parse_arg(arg, **defaults):
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, variant='L/16', strategy='cascaded', preset='paper')
-  if arg.preset not in PRESETS:
-    raise ValueError(f'preset must be one of {PRESETS}, got {arg.preset!r}')
+  arg = parse_arg(arg, variant='', strategy='cascaded', preset='paper')
+  if arg.preset not in presets.PRESETS:
+    raise ValueError(f'preset must be one of {presets.PRESETS}, got {arg.preset!r}')
+  arg.variant = arg.variant or presets.default_variant(arg.preset)
   c = ml_collections.ConfigDict()
   c.seed = 0
   # A directory written by `python -m mtcae_jax.pretrained`: the encoder (and with `stl` its fc_norm and head) starts
@@ -65,7 +66,7 @@ def get_config(arg=None):
   # authors' Keras code (key_dim = width); the MLP (2 x width, GELU on both layers) and dropout as in that code.
   c.model.decoder = ml_collections.ConfigDict(dict(
       depth=5, width=512, num_heads=3, head_dim=512, mlp_dim=1024, mlp_final_gelu=True, dropout=0.3,
-      attention_dropout=0.0, ln_eps=1e-6))
+      attention_dropout=0.0, key_bias=False, ln_eps=1e-6))
   # How the decoders read F: 'per_decoder' (Algorithm 1: each decoder projects F to its keys and values) or
   # 'shared' (the authors' code: one Dense on F, shared by the three decoders, is their keys/values and the first
   # stage's query); `feature_dropout` is applied to F first (the authors' code: 0.3).
@@ -128,7 +129,7 @@ def get_config(arg=None):
   c.loss = ml_collections.ConfigDict(dict(boxes=0.5, landmarks=0.5, expression=1.5, normalize_regression=True))
   c.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=1e-3, weight_decay=1e-3, b1=0.9, b2=0.999, eps=1e-8,
-      schedule='warmup_cosine', warmup_steps=0, min_lr_ratio=0.0, grad_clip_norm=0.0, layer_decay=1.0,
+      schedule='warmup_cosine', warmup_steps=0, warmup_epochs=0, min_lr_ratio=0.0, grad_clip_norm=0.0, layer_decay=1.0,
       accumulate_steps=1,
       # 'kernels' (no decay on biases, norms, tokens) or 'all' (Keras' AdamW decays every variable).
       weight_decay_mask='kernels',
@@ -136,9 +137,5 @@ def get_config(arg=None):
       # a lower validation loss (0: off). Needs validation_share > 0.
       plateau_patience=0, plateau_factor=0.1, plateau_min_delta=1e-4))
 
-  if arg.preset == 'paper_code':
-    c.model.decoder.update(depth=3, width=256, head_dim=256, mlp_dim=512)
-    c.model.encoder.update(output_norm=True, frozen=True)
-    c.model.head.norm_first = False  # mean over tokens, then LayerNorm
-    c.input.std = (0.225, 0.225, 0.225)
+  presets.apply(c, arg.preset)
   return c

@@ -26,5 +26,7 @@ def get_config(arg=None):
   c.log_every_steps = 20
   c.eval_views = 1
   c.augment.policy = 'crop_flip_colour'  # ours: 18 clips need it more than the paper's thousands
-  c.optimizer.update(learning_rate=1e-3, warmup_steps=5)
+  # A tiny encoder trained from scratch, not a frozen pre-trained one as the paper presets have.
+  c.model.encoder.frozen = False
+  c.optimizer.update(learning_rate=1e-3, warmup_steps=5, schedule='warmup_cosine')
   return c

@@ -32,6 +32,12 @@ def parameter_counts(model):
   return counts
 
 
+def trainable_count(model, config):
+  """Parameters the optimizer updates: all but a frozen encoder's (train/step.py `trainable`)."""
+  from mtcae_jax.train import step  # pylint: disable=g-import-not-at-top  # optax and the data pipeline
+  return sum(math.prod(v.shape) for _, v in nnx.to_flat_state(nnx.state(model, step.trainable(config))))
+
+
 def video_spec(config, batch):
   return jax.ShapeDtypeStruct((batch, config.num_frames, config.image_size, config.image_size, 3), jnp.float32)
 
@@ -71,6 +77,9 @@ def summarize(config, batch=1):
            f'input ({config.num_frames}, {config.image_size}, {config.image_size}, 3)  '
            f'classes={config.num_classes}  dtype={config.model.dtype}', '', f'{"part":<28}{"parameters":>16}']
   lines += [f'{part:<28}{n:>16,}' for part, n in parameter_counts(model).items()]
+  trainable = trainable_count(model, config)
+  lines.append(f'{"trainable":<28}{trainable:>16,}')
+  lines.append(f'{"frozen":<28}{parameter_counts(model)["total"] - trainable:>16,}')
   lines += ['', f'{"output":<28}{"shape":>16}']
   for path, leaf in jax.tree_util.tree_flatten_with_path(outputs)[0]:
     name = '.'.join(str(getattr(k, 'key', k)) for k in path)

@@ -39,7 +39,8 @@ def build_model(config, *, rngs=None):
   return mtcae.MTCAE(
       make_encoder(config, impl=impl, dtype=dtype, rngs=rngs), strategy=m.strategy, decoder_cfg=decoder_cfg,
       head_cfg=m.head, num_classes=config.num_classes, num_landmarks=m.num_landmarks,
-      encoder_norm=m.encoder.output_norm, impl=impl, dtype=dtype, scan=layer_stack.scan_layers(m.layer_loop),
+      encoder_norm=m.encoder.output_norm, feature_proj=m.get('feature_proj', 'per_decoder'),
+      feature_dropout=m.get('feature_dropout', 0.0), impl=impl, dtype=dtype, scan=layer_stack.scan_layers(m.layer_loop),
       remat=m.remat, rngs=rngs)
 
 

@@ -78,12 +78,13 @@ class SelfAttention(nnx.Module):
 class CrossAttention(nnx.Module):
   """Keras-style multi-head attention: `head_dim` is each head's width and need not be `dim / num_heads`."""
 
-  def __init__(self, dim, num_heads, head_dim, *, dropout_rate=0.0, impl='einsum', dtype, rngs):
+  def __init__(self, dim, num_heads, head_dim, *, dropout_rate=0.0, key_bias=False, impl='einsum', dtype, rngs):
     self.num_heads, self.head_dim, self.impl, self.dropout_rate = num_heads, head_dim, impl, dropout_rate
     inner = num_heads * head_dim
     self.query = layers.dense(dim, inner, ('embed', 'heads'), dtype=dtype, rngs=rngs)
-    # No key bias: softmax is invariant to it, so its gradient is zero up to rounding, which AdamW would amplify.
-    self.key = layers.dense(dim, inner, ('embed', 'heads'), use_bias=False, dtype=dtype, rngs=rngs)
+    # By default no key bias: softmax is invariant to it, so its gradient is zero up to rounding, which AdamW would
+    # amplify. Keras' MultiHeadAttention has one (`key_bias=True`: its parameter count).
+    self.key = layers.dense(dim, inner, ('embed', 'heads'), use_bias=key_bias, dtype=dtype, rngs=rngs)
     self.value = layers.dense(dim, inner, ('embed', 'heads'), dtype=dtype, rngs=rngs)
     self.out = layers.dense(inner, dim, ('heads', 'embed'), dtype=dtype, rngs=rngs)
 

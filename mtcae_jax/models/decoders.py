@@ -28,6 +28,7 @@ class DecoderConfig:
   mlp_final_gelu: bool = True  # the authors' Keras MLP applies GELU after both Dense layers
   dropout: float = 0.0
   attention_dropout: float = 0.0
+  key_bias: bool = False  # Keras' MultiHeadAttention has one; it cannot change the output (softmax is shift-free)
   ln_eps: float = 1e-6
 
 
@@ -38,7 +39,7 @@ class DecoderLayer(nnx.Module):
     w = cfg.width
     self.norm1 = layers.layer_norm(w, eps=cfg.ln_eps, dtype=dtype, rngs=rngs)
     self.attn = attention.CrossAttention(w, cfg.num_heads, cfg.head_dim, dropout_rate=cfg.attention_dropout,
-                                         impl=impl, dtype=dtype, rngs=rngs)
+                                         key_bias=cfg.key_bias, impl=impl, dtype=dtype, rngs=rngs)
     self.norm2 = layers.layer_norm(w, eps=cfg.ln_eps, dtype=dtype, rngs=rngs)
     self.mlp = layers.Mlp(w, cfg.mlp_dim, w, final_gelu=cfg.mlp_final_gelu, dropout_rate=cfg.dropout,
                           dtype=dtype, rngs=rngs)
@@ -77,18 +78,23 @@ class _Decoder(nnx.Module):
 
 
 class ViTDecoder(_Decoder):
-  """Algorithm 1. `y` (B, Nq, query_dim) queries; `f` (B, N, kv_dim) gives the fixed keys and values."""
+  """Algorithm 1. `y` (B, Nq, query_dim) queries; `f` (B, N, kv_dim) gives the fixed keys and values.
+
+  With `project_kv=False`, `f` is already projected to the width (the authors' code projects F once for all
+  three decoders: `MTCAE(feature_proj='shared')`); each decoder then only normalises it.
+  """
 
   def __init__(self, query_dim, kv_dim, cfg: DecoderConfig, *, impl='einsum', dtype, scan=True, remat='none',
-               rngs):
+               project_kv=True, rngs):
     self._init_query(query_dim, cfg, dtype, rngs)
     self.scan, self.remat = scan, remat
-    self.kv_proj = layers.dense(kv_dim, cfg.width, ('embed', 'mlp'), use_bias=False, dtype=dtype, rngs=rngs)
+    self.kv_proj = (layers.dense(kv_dim, cfg.width, ('embed', 'mlp'), use_bias=False, dtype=dtype, rngs=rngs)
+                    if project_kv else None)
     self.kv_norm = layers.layer_norm(cfg.width, eps=cfg.ln_eps, dtype=dtype, rngs=rngs)
     self.layers = layer_stack.make_stack(lambda r: DecoderLayer(cfg, impl=impl, dtype=dtype, rngs=r), cfg.depth, rngs)
 
   def __call__(self, y, f, *, key=None):
-    kv = self.kv_norm(self.kv_proj(f))
+    kv = self.kv_norm(self.kv_proj(f) if self.kv_proj is not None else f)
     return self._run(y, kv, key=key, scan=self.scan, remat=self.remat)
 
 

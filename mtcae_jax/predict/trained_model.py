@@ -47,16 +47,21 @@ def _class_names(workdir, num_classes):
   return [str(i) for i in range(num_classes)]
 
 
-def _jit_model(graphdef, extract, mean, std):
+def _jit_model(graphdef, extract, mean, std, box_format='xyxy'):
+  """The jitted model: uint8 video -> probabilities and the `extract`ed outputs, boxes as corners whatever
+  `box_format` the model was trained in."""
   import jax  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
 
+  from mtcae_jax.data import box_format as box_format_lib  # pylint: disable=g-import-not-at-top
   from mtcae_jax.data import device_input  # pylint: disable=g-import-not-at-top
 
   def run(state, video):
     out = nnx.merge(graphdef, state)(device_input.model_video({'video': video}, mean, std))
     result = {'probabilities': jax.nn.softmax(out['logits'].astype('float32'), axis=-1)}
     result.update({k: out[k] for k in extract if k in out})
+    if 'boxes' in result:
+      result['boxes'] = box_format_lib.to_xyxy(result['boxes'], box_format)
     return result
   return jax.jit(run)
 
@@ -130,7 +135,7 @@ def _load_workdir(workdir, step, class_names):
   faces = config.model.strategy != 'stl'
   names = list(class_names) if class_names else _class_names(workdir, config.num_classes)
   return Predictor(fn=_jit_model(graphdef, ('boxes', 'landmarks') if faces else (), config.input.mean,
-                                  config.input.std), state=state,
+                                  config.input.std, config.get('box_format', 'xyxy')), state=state,
                    num_frames=config.num_frames, image_size=config.image_size,
                    class_names=_checked_names(names, config.num_classes), source=f'{workdir} (step {step})',
                    has_faces=faces)

@@ -25,7 +25,11 @@ def test_configs_hold_the_papers_numbers():
   code = mead.get_config('variant=B/16,preset=paper_code')
   assert code.model.encoder.variant == 'B/16' and code.num_classes == 8
   assert (code.model.decoder.depth, code.model.decoder.width, code.model.decoder.head_dim) == (3, 256, 256)
-  assert code.model.encoder.frozen and code.model.encoder.output_norm and not code.model.head.norm_first
+  # The authors' code: no LayerNorm on the encoder output, one shared projection of F, dropout 0.3 on F and in
+  # the attention.
+  assert code.model.encoder.frozen and not code.model.encoder.output_norm and not code.model.head.norm_first
+  assert (code.model.feature_proj, code.model.feature_dropout, code.model.decoder.attention_dropout) == (
+      'shared', 0.3, 0.3)
   with pytest.raises(ValueError, match='bad config argument'):
     default.get_config('varient=B/16')
   with pytest.raises(ValueError, match='preset'):

@@ -40,7 +40,8 @@ def algorithm_1(y, f, w, cfg):
   """Algorithm 1 of the paper, line by line."""
   if 'query_proj' in w:
     y = dense(y, w['query_proj'])
-  k = v = layer_norm(dense(f, w['kv_proj']), w['kv_norm'])          # 2: K, V = Norm(Dense(F))
+  # 2: K, V = Norm(Dense(F)); the authors' code projects F once for all decoders (no kv_proj here).
+  k = v = layer_norm(dense(f, w['kv_proj']) if 'kv_proj' in w else f, w['kv_norm'])
   for l in range(cfg.depth):                                         # 3: while l <= L
     p = jax.tree.map(lambda a: a[l], w['layers'])
     q = layer_norm(y, p['norm1'])                                    # 4: Q = Norm(Y)
