@@ -48,6 +48,8 @@ def tiny_config(strategy='cascaded', **model):
   c = default.get_config(f'variant=tiny,strategy={strategy}')
   c.num_frames, c.image_size = 4, 32
   c.model.decoder.update(depth=2, width=16, num_heads=3, head_dim=8, mlp_dim=24)
+  c.model.encoder.frozen = False  # the tests train the tiny encoder too
+  c.optimizer.schedule = 'warmup_cosine'
   c.model.update(model)
   return c
 
@@ -140,3 +142,23 @@ def prepare_demo(data_dir):
   builder = prepare.make_builder(demo_data.DATASET, str(data_dir), workers=0)
   with importlib.resources.as_file(demo_data.RAW) as raw:
     prepare.prepare(builder, str(raw))
+
+
+DEMO_32F = 'ravdess_dfer/video_speech_7class_32f'  # the demo dataset with 32 stored frames
+
+
+@pytest.fixture(scope='session')
+def demo_32f_data_dir(tmp_path_factory):
+  """The demo clips prepared with 32 stored frames a clip (`DEMO_32F`; in-process, fixed face labels)."""
+  def build(data_dir):
+    previous = faces._shared.get(faces.MIN_FACE_SIZE)  # pylint: disable=protected-access
+    faces._shared[faces.MIN_FACE_SIZE] = fixed_faces  # pylint: disable=protected-access
+    try:
+      builder = prepare.make_builder(demo_data.DATASET, str(data_dir), workers=0, stored_frames=32)
+      with importlib.resources.as_file(demo_data.RAW) as raw:
+        prepare.prepare(builder, str(raw))
+    finally:
+      faces._shared.pop(faces.MIN_FACE_SIZE)  # pylint: disable=protected-access
+      if previous is not None:
+        faces._shared[faces.MIN_FACE_SIZE] = previous  # pylint: disable=protected-access
+  return build_once(tmp_path_factory, 'tfds_32f', build)

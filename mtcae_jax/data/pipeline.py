@@ -8,7 +8,8 @@ A batch is a dict: `video` uint8 (B, T, H, W, 3) at config.image_size (the jitte
 device: `device_input.model_video`), `boxes` (B, T, 4), `landmarks` (B, T, 5, 2), `face_mask` (B, T), `label`
 (B,), `mask` (B,) (a real example, not padding) and, in training, `colour` (B, 3) (each clip's colour-jitter
 factors) as global jax.Arrays; `index` (the example's position in the source) and `path` as this process's NumPy
-arrays. With `num_views` > 1 (evaluation), the per-frame arrays get a view axis after B: (B, V, T, ...).
+arrays. In evaluation with `num_views` temporal views x config.eval_crops spatial crops > 1, the per-frame arrays
+get a view axis after B: (B, V, T, ...), V = views x crops (view-major: view 0's crops first).
 
 Loading runs in grain worker processes (`loader.py`; config.input.num_workers). Order is a pure function of
 (seed, epoch): example i of step s is the same for any number of processes and workers and after any restart,
@@ -35,9 +36,14 @@ def data_source(name, split, data_dir, **kwargs):
   silent_tensorflow.import_tf()  # hides GPUs and TPUs from TensorFlow before TFDS can run anything with it
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from mtcae_jax.data import datasets  # pylint: disable=g-import-not-at-top  # registers the builders
-  if name.split('/')[0].split(':')[0] not in datasets.BUILDERS:
+  base, _, config = name.split(':')[0].partition('/')
+  if base not in datasets.BUILDERS:
     raise ValueError(f'config.dataset={name!r} is not one of {", ".join(datasets.BUILDERS)}'
                      + ('; a dataset config such as configs/mead.py sets it' if not name else ''))
+  cls = datasets.BUILDERS[base]
+  if config and '/' not in config and cls.get_builder_config(config) is None:
+    raise ValueError(f'config.dataset={name!r}: {base} has no config {config!r}; one of '
+                     f'{", ".join(cls.config_names()) or "(none)"}, or one of those with _<N>f (N stored frames)')
   # Without this check TFDS would try to build the dataset here, from a manual_dir nobody gave it.
   if not tfds.builder(name, data_dir=data_dir).is_prepared():
     raise FileNotFoundError(f'dataset {name} is not prepared in {data_dir or "the TFDS default data_dir"}; '
@@ -79,25 +85,46 @@ def view_offsets(num_views):
   return [(v + 0.5) / num_views for v in range(num_views)]
 
 
-def model_input(stored, num_frames, image_size, offset=0.5):
+def crop_windows(height, width, num_crops):
+  """MAE-DFER's test crops as windows (x0, y0, x1, y1) of a height x width frame: the short side resized to the
+  input size and `num_crops` squares spread evenly along the long side, ends included. One crop is the whole
+  frame, squashed to a square as in training (not a centre square); on a square frame every crop is the whole frame.
+  """
+  if num_crops == 1:
+    return [augment_lib.FULL]
+  if width >= height:
+    side = height / width
+    return [(k * (1 - side) / (num_crops - 1), 0.0, k * (1 - side) / (num_crops - 1) + side, 1.0)
+            for k in range(num_crops)]
+  side = width / height
+  return [(0.0, k * (1 - side) / (num_crops - 1), 1.0, k * (1 - side) / (num_crops - 1) + side)
+          for k in range(num_crops)]
+
+
+def model_input(stored, num_frames, image_size, offset=0.5, window=augment_lib.FULL):
   """Stored frames (uint8, T x 224 x 224 x 3) -> (indices, frames): the `num_frames` frames sampled at `offset`,
-  each squashed whole to `image_size`, still uint8 (`device_input.model_video` normalises them on the device).
-  What evaluation and prediction both give the model."""
+  `window` of each (the whole frame by default) resized to `image_size` squared, still uint8
+  (`device_input.model_video` normalises them on the device). What evaluation and prediction both give the model."""
   t = video_lib.sample_indices(len(stored), num_frames, offset)
-  return t, augment_lib.warp(stored[t], augment_lib.FULL, image_size)
+  return t, augment_lib.warp(np.asarray(stored)[t], window, image_size)
 
 
-def preprocess(raw, config, rng=None, offset=0.5, augment=augment_lib.AugmentConfig()):
+def preprocess(raw, config, rng=None, offset=0.5, augment=augment_lib.AugmentConfig(), window=augment_lib.FULL):
   """One stored example -> arrays at config.num_frames x config.image_size, video uint8, boxes in
   config.box_format. With `rng` (training) the output has each clip's colour-jitter factors as `colour`, and the
-  clip is augmented unless `augment` is None (`augment.policy='none'`: colour factors of 1)."""
+  clip is augmented unless `augment` is None (`augment.policy='none'`: colour factors of 1). Without, `window`
+  (evaluation's spatial crop) is the part of each frame kept, and the targets move with it."""
   stored = np.asarray(raw['video'])
+  if rng is not None:
+    window = augment_lib.FULL  # training moves the frame only by augmentation
   if rng is None or augment is None:
-    t, video = model_input(stored, config.num_frames, config.image_size, offset)
+    t, video = model_input(stored, config.num_frames, config.image_size, offset, window)
   else:
     t, video = video_lib.sample_indices(len(stored), config.num_frames, offset), None
   boxes = np.asarray(raw['boxes'], np.float32)[t]
   landmarks, face_mask = np.asarray(raw['landmarks'], np.float32)[t], np.asarray(raw['face_mask'], bool)[t]
+  if tuple(window) != augment_lib.FULL:
+    boxes, landmarks, face_mask = augment_lib.move_targets(boxes, landmarks, face_mask, window)
   out = dict(video=video, boxes=boxes, landmarks=landmarks, face_mask=face_mask)
   if rng is not None:
     if augment is None:
@@ -147,10 +174,11 @@ class _TrainExample:
 
 class _EvalExample:
   """This process's j-th evaluation example: row `rows[0] + j % L` of batch j // L over the source in order;
-  positions past its end repeat example 0 (real data, so no NaNs downstream) with mask False."""
+  positions past its end repeat example 0 (real data, so no NaNs downstream) with mask False. `num_views`
+  temporal views x `num_crops` spatial crops, view-major, on a view axis when more than one."""
 
-  def __init__(self, source, config, global_batch_size, rows, num_views):
-    self.source, self.config, self.num_views = source, config, num_views
+  def __init__(self, source, config, global_batch_size, rows, num_views, num_crops=1):
+    self.source, self.config, self.num_views, self.num_crops = source, config, num_views, num_crops
     self.global_batch_size, self.rows = global_batch_size, rows
 
   def __call__(self, j):
@@ -158,8 +186,10 @@ class _EvalExample:
     position = b * self.global_batch_size + self.rows[0] + r
     index = position if position < len(self.source) else 0
     raw = self.source[index]
-    views = [preprocess(raw, self.config, offset=o) for o in view_offsets(self.num_views)]
-    out = views[0] if self.num_views == 1 else {k: np.stack([v[k] for v in views]) for k in views[0]}
+    raw = dict(raw, video=np.asarray(raw['video']))  # stacked once for all views and crops
+    windows = crop_windows(*raw['video'].shape[1:3], self.num_crops)
+    views = [preprocess(raw, self.config, offset=o, window=w) for o in view_offsets(self.num_views) for w in windows]
+    out = views[0] if len(views) == 1 else {k: np.stack([v[k] for v in views]) for k in views[0]}
     return _with_identity(out, raw, index, position < len(self.source))
 
 
@@ -220,26 +250,50 @@ def stored_frames(source):
   return len(source[0]['video']) if len(source) else None
 
 
+def stored_frame_size(source):
+  """(height, width) of the stored frames: the `video` feature's (TFDS), else the first example's first frame's."""
+  info = getattr(source, 'dataset_info', None)
+  if info is not None:
+    return tuple(info.features['video'].shape[1:3])
+  return np.asarray(source[0]['video'][0]).shape[:2] if len(source) else None
+
+
+def _count(name, value):
+  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    raise ValueError(f'{name} must be an integer >= 1, got {value!r}')
+  return value
+
+
 def check_views(source, config, num_views):
-  """ValueError if `num_views` > 1 views would all read the same frames (no more stored than config.num_frames)."""
+  """ValueError (one line) if `num_views` > 1 temporal views would all read the same frames (no more stored than
+  config.num_frames), or config.eval_crops > 1 spatial crops the same pixels (square stored frames)."""
+  num_views, num_crops = _count('eval_views', num_views), _count('eval_crops', config.get('eval_crops', 1))
   stored = stored_frames(source) if num_views > 1 else None
   if stored is not None and stored <= config.num_frames:
     raise ValueError(f'eval_views={num_views} needs more stored frames than num_frames={config.num_frames}; '
-                     f'this split stores {stored}, so every view would see the same frames: use eval_views=1')
+                     f'this split stores {stored}, so every view would see the same frames: use eval_views=1 or a '
+                     'dataset prepared with more (--stored_frames)')
+  size = stored_frame_size(source) if num_crops > 1 else None
+  if size is not None and size[0] == size[1]:
+    raise ValueError(f'eval_crops={num_crops} needs frames that are not square; this split stores {size[0]}x'
+                     f'{size[1]} frames, so every crop would be the whole frame: use eval_crops=1')
 
 
 def eval_batches(source, config, global_batch_size, *, mesh=None, num_views=1, num_workers=None):
   """Every example exactly once, in source order; the last batch is padded (mask False) to the full size.
 
-  With num_views > 1, each example gives that many temporal views (offsets spread over each segment), stacked
-  on axis 1: average the views' class scores per example, as MAE-DFER does. The split must store more frames
-  than config.num_frames (else the views are the same frames): `check_views` refuses that.
+  Each example gives `num_views` temporal views (offsets spread over each segment) x config.eval_crops spatial
+  crops (`crop_windows`); more than one are stacked on axis 1, view-major: average their class scores per example,
+  as MAE-DFER does (2 x 2 at test time). Views need more stored frames than config.num_frames and crops frames
+  that are not square, else they would repeat the same pixels: `check_views` refuses that.
   """
   check_views(source, config, num_views)
+  num_crops = config.get('eval_crops', 1)
   mesh = mesh or default_mesh()
   sharding = sharding_lib.batch_sharding(mesh, global_batch_size)
   rows = process_rows(sharding, global_batch_size)
-  return loader.Batches(_EvalExample(source, config, global_batch_size, rows, num_views), rows[1] - rows[0], 0,
+  example = _EvalExample(source, config, global_batch_size, rows, num_views, num_crops)
+  return loader.Batches(example, rows[1] - rows[0], 0,
                         num_eval_batches(len(source), global_batch_size), sharding=sharding,
                         global_batch_size=global_batch_size, device_keys=DEVICE_KEYS,
                         num_workers=_num_workers(config, num_workers))

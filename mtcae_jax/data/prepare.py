@@ -4,6 +4,12 @@ installed as `mtcae-prepare`).
     python -m mtcae_jax.data.prepare --dataset=ravdess_dfer --manual_dir=DIR --data_dir=DIR [--workers=N]
         [--clip_timeout=SECONDS]
     python -m mtcae_jax.data.prepare --dataset=ravdess_dfer/video_speech_8class --manual_dir=DIR --data_dir=DIR
+    python -m mtcae_jax.data.prepare --dataset=ravdess_dfer --stored_frames=32 ...  # -> .../video_speech_7class_32f
+    python -m mtcae_jax.data.prepare --dataset=mead_dfer/front_fifth --exclude_actors=W017 ...
+
+`--stored_frames=N` (default 16, the paper's) keeps N frames a clip, so that training jitter and evaluation views
+can pick different ones; the dataset is then its own TFDS config `<config>_<N>f`, which the training config
+selects (`config.dataset`). `--actors`/`--exclude_actors` (MEAD) likewise name `<config>-only-...`/`-without-...`.
 
 Writes array_record files (read with `tfds.data_source`) and prints the split sizes and the skipped files.
 Bad arguments, and data that would leave a cross-validation fold empty, give a one-line error and exit status 2.
@@ -22,7 +28,7 @@ from mtcae_jax.data import pool as pool_lib
 SHOW_SKIPPED = 20
 
 
-class UsageError(Exception):
+class UsageError(ValueError):
   pass
 
 
@@ -39,27 +45,68 @@ def define_flags(fv):
   flags.DEFINE_integer('min_face_size', faces.MIN_FACE_SIZE, 'Smallest face MTCNN searches for, in pixels of the '
                        '224x224 frame (mtcnn itself: 20).', flag_values=fv)
   flags.DEFINE_bool('overwrite', False, 'Rebuild if the prepared dataset already exists.', flag_values=fv)
+  flags.DEFINE_integer('stored_frames', None, 'Frames stored per clip (default: the config\'s, 16): more than '
+                       'the model reads lets training jitter and evaluation views differ; the dataset is then '
+                       'CONFIG_<N>f.', flag_values=fv)
+  flags.DEFINE_list('actors', [], 'mead_dfer: only these actors (e.g. M003,W009); the dataset is then '
+                    'CONFIG-only-<IDs>.', flag_values=fv)
+  flags.DEFINE_list('exclude_actors', [], 'mead_dfer: all actors but these; the dataset is then '
+                    'CONFIG-without-<IDs>.', flag_values=fv)
 
 
-def make_builder(dataset, data_dir, workers=None, drop_faceless=False, min_face_size=faces.MIN_FACE_SIZE,
-                 clip_timeout=pool_lib.CLIP_TIMEOUT):
-  """The builder for 'name' or 'name/config'; raises UsageError for an unknown name or config."""
+def dataset_name(dataset, stored_frames=None, actors=(), exclude_actors=()):
+  """The full name ('name/config') of `dataset` ('name' or 'name/config') with the options applied; UsageError for
+  an unknown name or config, or an option that does not apply."""
   silent_tensorflow.import_tf()  # TensorFlow quiet and off the accelerators before TFDS imports it
   from mtcae_jax.data import datasets  # pylint: disable=g-import-not-at-top  # imports TFDS: after silent_tensorflow
+  from mtcae_jax.data import stored_example  # pylint: disable=g-import-not-at-top
+  from mtcae_jax.data.datasets import base, mead  # pylint: disable=g-import-not-at-top
   name, _, config = dataset.partition('/')
   if name not in datasets.BUILDERS:
     raise UsageError(f'unknown --dataset={name}; one of {", ".join(datasets.BUILDERS)}')
   cls = datasets.BUILDERS[name]
-  configs = [c.name for c in cls.BUILDER_CONFIGS]
-  if config and config not in configs:
-    raise UsageError(f'{name} has no config {config!r}; one of {", ".join(configs) or "(none)"}')
+  found = cls.get_builder_config(config or cls.DEFAULT_BUILDER_CONFIG_NAME or '')
+  if config and found is None:
+    listed = ', '.join(cls.config_names()) or '(none)'
+    raise UsageError(f'{name} has no config {config!r}; one of {listed} (with _<N>f: N stored frames)')
+  if actors or exclude_actors:
+    if cls is not mead.MeadDfer:
+      raise UsageError(f'--actors and --exclude_actors select MEAD actors; {name} has no such option')
+    if found.actors or found.exclude_actors or found.stored_frames != stored_example.NUM_FRAMES:
+      raise UsageError(f'{dataset} already names its actors or frames; give --actors or --exclude_actors with a '
+                       'listed config')
+    try:
+      config = mead.actors_name(found.name, actors, exclude_actors)
+    except ValueError as e:
+      raise UsageError(str(e)) from None
+    found = cls.get_builder_config(config)
+  if stored_frames is not None:
+    have = found.stored_frames if found is not None else stored_example.NUM_FRAMES
+    if have != stored_example.NUM_FRAMES:
+      raise UsageError(f'{dataset} already stores {have} frames; give --stored_frames with a listed config')
+    try:
+      config = base.frames_name(found.name if found is not None else '', stored_frames)
+    except ValueError as e:
+      raise UsageError(f'--{e}') from None
+  elif found is not None:
+    config = found.name
+  return f'{name}/{config}' if config else name
+
+
+def make_builder(dataset, data_dir, workers=None, drop_faceless=False, min_face_size=faces.MIN_FACE_SIZE,
+                 clip_timeout=pool_lib.CLIP_TIMEOUT, stored_frames=None, actors=(), exclude_actors=()):
+  """The builder for 'name' or 'name/config' (with `dataset_name`'s options); raises UsageError for an unknown
+  name or config or a bad option."""
+  full = dataset_name(dataset, stored_frames, actors, exclude_actors)
+  from mtcae_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  name, _, config = full.partition('/')
   kwargs = dict(config=config) if config else {}
   try:
     faces.check_min_face_size(min_face_size)
   except ValueError as e:
     raise UsageError(f'--{e}') from None
-  return cls(data_dir=data_dir, workers=workers, drop_faceless=drop_faceless, min_face_size=min_face_size,
-             clip_timeout=clip_timeout, **kwargs)
+  return datasets.BUILDERS[name](data_dir=data_dir, workers=workers, drop_faceless=drop_faceless,
+                                 min_face_size=min_face_size, clip_timeout=clip_timeout, **kwargs)
 
 
 def prepare(builder, manual_dir, overwrite=False):
@@ -94,7 +141,7 @@ def command(args, rest):
   silent_tensorflow.import_tf()
   try:
     builder = make_builder(args.dataset, args.data_dir, args.workers, args.drop_faceless, args.min_face_size,
-                           args.clip_timeout)
+                           args.clip_timeout, args.stored_frames, args.actors, args.exclude_actors)
     meta = prepare(builder, args.manual_dir, args.overwrite)
   except (UsageError, folds_lib.EmptyFold) as e:
     raise cli.Error(e) from None
@@ -104,7 +151,9 @@ def command(args, rest):
     raise
   splits = builder.info.splits
   print(f'{builder.info.full_name}: ' + ', '.join(f'{s} {splits[s].num_examples}' for s in sorted(splits)) +
-        f' clips; written to {builder.data_dir}')
+        f' clips of {meta.get("stored_frames", 16)} frames; written to {builder.data_dir}')
+  config = builder.builder_config.name if builder.builder_config is not None else ''
+  print(f'Train on it with --config.dataset={builder.name}' + (f'/{config}' if config else ''))
   skipped = meta.get('skipped', [])
   print(f'{len(skipped)} files skipped, {meta.get("num_faceless", 0)} clips without a face '
         f'({"dropped" if args.drop_faceless else "kept, face_mask all false"}); all listed in '

@@ -10,7 +10,7 @@ import numpy as np
 
 from mtcae_jax.data import faces, silent_tensorflow, video
 
-NUM_FRAMES = 16  # Sec. III-A
+NUM_FRAMES = 16  # Sec. III-A; a builder config may store more (`<config>_<N>f`)
 IMAGE_SIZE = 224
 JPEG_QUALITY = 95  # about 230 KiB per 16 x 224 x 224 clip
 
@@ -54,13 +54,13 @@ def _one_line(error):
   return ' '.join(f'{type(error).__name__}: {error}'.split())[:300]
 
 
-def process(path, min_face_size=faces.MIN_FACE_SIZE):
+def process(path, min_face_size=faces.MIN_FACE_SIZE, num_frames=NUM_FRAMES):
   """(example, None) or (None, reason). For the process pool: a bad file is a reason, never an exception.
 
   In-process (workers=0) the labeler is made here, and this process's threading is left alone.
   """
   try:
-    return clip_example(path, faces.shared_labeler(min_face_size)), None
+    return clip_example(path, faces.shared_labeler(min_face_size), num_frames=num_frames), None
   except video.VideoError as e:
     return None, str(e)
   except Exception as e:  # pylint: disable=broad-except  # a decoder or detector failure on one file

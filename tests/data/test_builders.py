@@ -79,7 +79,7 @@ def _build(name, tree, tmp_path, pool, **kwargs):
   return builder, meta, examples
 
 
-def _check_common(builder, meta, examples, labels, actors):
+def _check_common(builder, meta, examples, labels, actors, frames=16):
   names = builder.info.features['label'].names
   assert {p: names[e['label']] for p, e in examples.items()} == labels
   assert {p: int(e['actor']) for p, e in examples.items()} == {p: actors[p] for p in labels}
@@ -91,8 +91,9 @@ def _check_common(builder, meta, examples, labels, actors):
       assert k == j or not fa & fb
   assert sum(builder.info.splits[f'fold{k}'].num_examples for k in range(5)) == len(labels)
   for p, e in examples.items():
-    assert len(e['video']) == 16 and e['video'][0].shape == (224, 224, 3) and e['video'][0].dtype == np.uint8
-    assert e['boxes'].shape == (16, 4) and e['landmarks'].shape == (16, 5, 2) and e['face_mask'].shape == (16,)
+    assert len(e['video']) == frames and e['video'][0].shape == (224, 224, 3) and e['video'][0].dtype == np.uint8
+    assert e['boxes'].shape == (frames, 4) and e['landmarks'].shape == (frames, 5, 2)
+    assert e['face_mask'].shape == (frames,) and e['frame_index'].shape == (frames,)
     assert (e['boxes'] >= 0).all() and (e['boxes'] <= 1).all()
     if e['face_mask'].any():
       m = e['face_mask']
@@ -223,6 +224,90 @@ def test_mead_builder_dropping_faceless_clips(tmp_path, pool):
   assert meta['mtcnn_min_face_size'] == 24
   assert meta['num_excluded_by_config'] == 2
   assert examples['W009/video/front/sad/level_3/001.mp4']['intensity'] == 3
+  assert meta['stored_frames'] == 16
+
+
+def test_mead_selection_and_32_stored_frames_build(tmp_path, pool):
+  """`front_fifth` without actor W014, 32 frames a clip: the files left out are never opened (an empty one too)."""
+  tree = {
+      'M003/video/front/neutral/level_1/006.mp4': NEUTRAL, 'M003/video/front/happy/level_2/002.mp4': HAPPY_MAN,
+      'W009/video/front/sad/level_3/011.mp4': SAD, 'W009/video/left_30/sad/level_3/001.mp4': SAD,
+      'M011/video/front/disgusted/level_1/001.mp4': DISGUST, 'W014/video/front/surprised/level_2/001.mp4': SURPRISE,
+      'W015/video/front/happy/level_1/026.mp4': HAPPY, 'W016/video/front/angry/level_3/001.mp4': ANGRY,
+      'M017/video/front/fear/level_2/016.mp4': SURPRISE, 'M017/video/front/fear/level_2/030.mp4': b'',
+  }
+  config = 'front_fifth-without-W014_32f'
+  assert prepare.dataset_name('mead_dfer/front_fifth', 32, exclude_actors=['W014']) == f'mead_dfer/{config}'
+  builder, meta, examples = _build(f'mead_dfer/{config}', tree, tmp_path, pool, config=config)
+  labels = {'M003/video/front/neutral/level_1/006.mp4': 'neutral', 'W009/video/front/sad/level_3/011.mp4': 'sad',
+            'M011/video/front/disgusted/level_1/001.mp4': 'disgusted',
+            'W015/video/front/happy/level_1/026.mp4': 'happy', 'W016/video/front/angry/level_3/001.mp4': 'angry',
+            'M017/video/front/fear/level_2/016.mp4': 'fear'}
+  actor = lambda p: (1000 if p[0] == 'M' else 2000) + int(p[1:4])
+  _check_common(builder, meta, examples, labels, {p: actor(p) for p in labels}, frames=32)
+  assert builder.data_dir.split(os.sep)[-3:] == ['mead_dfer', config, '1.0.0']
+  assert meta['stored_frames'] == 32 and meta['num_excluded_by_config'] == 4 and meta['skipped'] == []
+  assert (meta['views'], meta['levels'], meta['exclude_actors'], meta['clip_stride']) == (['front'], [1, 2, 3],
+                                                                                          ['W014'], 5)
+  assert examples['W009/video/front/sad/level_3/011.mp4']['frame_index'].tolist() == list(range(32))  # 32 frames
+
+
+def _mead_names(actors, views=('front', 'left_30')):
+  """MEAD's published layout, nominally: per actor and view, neutral clips 001-040 (level_1 only), and 001-030 at
+  each of the 3 levels of the 7 other emotions."""
+  from mtcae_jax.data.datasets import mead  # pylint: disable=g-import-not-at-top
+  names = []
+  for a in actors:
+    for v in views:
+      names += [f'{a}/video/{v}/neutral/level_1/{n:03d}.mp4' for n in range(1, 41)]
+      names += [f'{a}/video/{v}/{e}/level_{k}/{n:03d}.mp4' for e in mead.EMOTIONS if e != 'neutral'
+                for k in (1, 2, 3) for n in range(1, 31)]
+  return names
+
+
+@pytest.mark.parametrize('config,per_actor,per_class', [
+    ('front', 670, {'neutral': 40, 'other': 90}),  # 40 + 7 x 3 x 30
+    ('all_views', 1340, {'neutral': 80, 'other': 180}),  # both views of the tree
+    ('left_30', 670, {'neutral': 40, 'other': 90}),
+    ('front_level_3', 250, {'neutral': 40, 'other': 30}),  # neutral (level_1 only) stays
+    ('front_fifth', 134, {'neutral': 8, 'other': 18}),  # clip numbers 1, 6, 11, ...: 48 actors -> 384 and 864
+])
+def test_mead_configs_select_views_levels_and_clip_numbers(config, per_actor, per_class):
+  from mtcae_jax.data.datasets import mead  # pylint: disable=g-import-not-at-top
+  builder = mead.MeadDfer(config=config, data_dir='unused')
+  kept = [(p, builder.parse(p)) for p in _mead_names(['M003', 'W009'])]
+  kept = [(p, c) for p, c in kept if c is not None]
+  assert len(kept) == 2 * per_actor
+  for label in range(8):
+    count = sum(c.label == label for _, c in kept) / 2
+    assert count == per_class['neutral' if mead.EMOTIONS[label] == 'neutral' else 'other'], mead.EMOTIONS[label]
+  if config == 'front_level_3':
+    assert {c.intensity for _, c in kept if c.label != mead.EMOTIONS.index('neutral')} == {3}
+  if config == 'front_fifth':
+    assert {int(p[-7:-4]) for p, _ in kept} == {1, 6, 11, 16, 21, 26, 31, 36}
+
+
+@pytest.mark.parametrize('config,actors', [
+    ('front-only-W009', {2009}), ('front-without-W009', {1003, 1017}), ('front-only-M003-M017', {1003, 1017}),
+    ('front_level_2-without-M017_32f', {1003, 2009}),
+])
+def test_mead_actor_selections(config, actors):
+  from mtcae_jax.data.datasets import mead  # pylint: disable=g-import-not-at-top
+  builder = mead.MeadDfer(config=config, data_dir='unused')
+  kept = [c for c in map(builder.parse, _mead_names(['M003', 'W009', 'M017'], views=('front',))) if c is not None]
+  assert {c.actor for c in kept} == actors
+  assert len(kept) == len(actors) * (250 if 'level_2' in config else 670)
+  assert builder.info.features['video'].shape[0] == (32 if config.endswith('_32f') else 16)
+
+
+def test_mead_actor_names_are_one_per_selection():
+  from mtcae_jax.data.datasets import mead  # pylint: disable=g-import-not-at-top
+  assert mead.actors_name('front', exclude_actors=['W017', 'M003', 'W017']) == 'front-without-M003-W017'
+  assert mead.actors_name('front') == 'front'
+  for name in ('front-without-W017-M003', 'front-only-M3', 'back-only-M003', 'front_32f-only-M003'):
+    assert mead.MeadDfer.get_builder_config(name) is None, name  # unsorted, bad ID, unknown or frames first
+  with pytest.raises(ValueError, match='like M003 or W009'):
+    mead.actors_name('front', actors=['m003'])
 
 
 @pytest.mark.parametrize('args,message', [
@@ -240,6 +325,20 @@ def test_prepare_bad_arguments_one_line_exit_2(args, message):
   assert r.returncode == 2
   lines = r.stderr.strip().splitlines()
   assert len(lines) == 1 and message in lines[0] and 'Traceback' not in r.stderr
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--dataset=ravdess_dfer', '--stored_frames=0'], '--stored_frames must be an integer from 1 to 256, got 0'),
+    (['--dataset=ravdess_dfer', '--actors=M003'], 'select MEAD actors; ravdess_dfer has no such option'),
+    (['--dataset=mead_dfer', '--exclude_actors=X1'], "MEAD actor IDs are like M003 or W009, got 'X1'"),
+    (['--dataset=mead_dfer', '--actors=M003', '--exclude_actors=W009'], 'not both'),
+    (['--dataset=mead_dfer/front_32f', '--stored_frames=64'], 'mead_dfer/front_32f already stores 32 frames'),
+])
+def test_prepare_bad_options_one_line_exit_2(args, message, tmp_path, capsys):
+  assert prepare.main([*args, f'--manual_dir={DEMO}', f'--data_dir={tmp_path}']) == 2
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and err.startswith('error: ') and message in err, err
+  assert not os.listdir(tmp_path)
 
 
 @pytest.mark.parametrize('name', ['ravdess_dfer', 'crema_d_dfer', 'mead_dfer'])

@@ -155,7 +155,7 @@ def test_train_state_resumes_where_it_stopped_and_refuses_other_data():
 
 # More views than 1 need more stored frames than the model samples; with as many, they would all be the same frames.
 REFUSED = 'eval_views=2 needs more stored frames than num_frames=4; this split stores 4, so every view would see ' \
-          'the same frames: use eval_views=1'
+          'the same frames: use eval_views=1 or a dataset prepared with more (--stored_frames)'
 
 
 def test_two_views_see_different_frames_when_more_are_stored():
@@ -189,7 +189,8 @@ def test_training_and_eval_refuse_same_frame_views_before_any_step(demo_data_dir
     assert main.main(args + [f'--workdir={tmp_path}', f'--mode={mode}']) == 2
     err = capsys.readouterr().err
     assert err == 'error: eval_views=2 needs more stored frames than num_frames=16; this split stores 16, so every ' \
-                  'view would see the same frames: use eval_views=1\n', err
+                  'view would see the same frames: use eval_views=1 or a dataset prepared with more ' \
+                  '(--stored_frames)\n', err
   assert not (tmp_path / 'checkpoints').exists()
 
 

@@ -1,6 +1,7 @@
 """TFDS builders of the paper's three datasets; importing this package registers them with TFDS.
 
     python -m mtcae_jax.data.prepare --dataset=ravdess_dfer --manual_dir=DIR --data_dir=DIR
+    python -m mtcae_jax.data.prepare --dataset=ravdess_dfer --stored_frames=32 ...  # -> .../video_speech_7class_32f
 """
 
 from mtcae_jax.data.datasets.crema_d import CremaDDfer

@@ -1,12 +1,17 @@
 """What the three builders share: features, 5 subject-independent folds, the process pool, the skipped list.
 
 A subclass names its layout (`parse`: relative path -> ClipName) and its classes; everything else is here.
+
+Every config also exists with another number of stored frames, as its own TFDS config `<config>_<N>f` (e.g.
+`ravdess_dfer/video_speech_7class_32f`): its own directory, so it never overwrites or passes for the 16-frame one
+(the paper's protocol, the plain name). A subclass may derive further configs from a name (`derive`).
 """
 
 import collections
 import dataclasses
 import functools
 import os
+import re
 import stat
 import threading
 
@@ -20,7 +25,9 @@ from mtcae_jax.data import faces, stored_example
 from mtcae_jax.data import folds as folds_lib
 from mtcae_jax.data import pool as pool_lib
 
-T, S = stored_example.NUM_FRAMES, stored_example.IMAGE_SIZE
+S = stored_example.IMAGE_SIZE
+MAX_STORED_FRAMES = 256  # about 3.6 MiB of JPEGs a clip (a clip with fewer frames repeats them evenly)
+_FRAMES_SUFFIX = re.compile(r'(?:(.+)_)?(\d+)f')
 
 
 class BadName(ValueError):
@@ -38,6 +45,25 @@ class ClipName:
 @dataclasses.dataclass(eq=False, kw_only=True)
 class DferConfig(tfds.core.BuilderConfig):
   label_names: tuple[str, ...] = ()
+  # Frames kept per clip, evenly spread over it. More than the model reads (config.num_frames) makes the training
+  # jitter and the evaluation views pick different frames; the paper keeps 16.
+  stored_frames: int = stored_example.NUM_FRAMES
+
+
+def check_stored_frames(n):
+  """`n` if it is a usable stored frame count; ValueError (one line) otherwise."""
+  if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_STORED_FRAMES:
+    raise ValueError(f'stored_frames must be an integer from 1 to {MAX_STORED_FRAMES}, got {n!r}')
+  return n
+
+
+def frames_name(config_name, stored_frames):
+  """The TFDS config name of `config_name` (None or '' for a builder without configs) with `stored_frames` per
+  clip: itself at the paper's 16, else `<config_name>_<N>f` (`<N>f` without configs)."""
+  check_stored_frames(stored_frames)
+  if stored_frames == stored_example.NUM_FRAMES:
+    return config_name
+  return f'{config_name}_{stored_frames}f' if config_name else f'{stored_frames}f'
 
 
 class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -49,6 +75,7 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   instead of starting one (several builds then share its workers' start-up); min_face_size, the smallest face
   MTCNN searches for, in pixels of the 224x224 frame (faces.MIN_FACE_SIZE); clip_timeout, seconds a clip may
   take in a worker before the worker is killed and the clip skipped (None or 0: no limit; in-process, none).
+  The frames stored per clip are the config's `stored_frames` (16; `<config>_<N>f` for N).
 
   Raises folds_lib.EmptyFold (a one-line message) where a fold would be empty: before any clip is decoded when
   there are fewer actors than folds, or at the end of a fold none of whose clips could be used.
@@ -72,11 +99,55 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self._pool = None
     super().__init__(**kwargs)
 
+  # --- Configs by name. -------------------------------------------------------------------------------------
+
+  @classmethod
+  def get_builder_config(cls, name, version=None):
+    """A config of BUILDER_CONFIGS, else one derived from a name (`<config>_<N>f`, or the subclass's `derive`),
+    else None. TFDS looks configs up here when a builder is made, so derived names work in `tfds.builder` and
+    `tfds.data_source` like the listed ones."""
+    config = super().get_builder_config(name, version)
+    return config if config is not None else cls._derived(name)
+
+  @classmethod
+  @functools.cache  # one object per name: TFDS refuses a second config object of a known name
+  def _derived(cls, name):
+    m = _FRAMES_SUFFIX.fullmatch(name)
+    if m:
+      base_name, n = m.group(1), int(m.group(2))
+      if base_name is None:  # `<N>f` of a builder without configs (CREMA-D: its data stay where they were)
+        base = None if cls.BUILDER_CONFIGS else DferConfig(name='', description='')
+      else:
+        base = cls.get_builder_config(base_name)
+      if base is None or base.stored_frames != stored_example.NUM_FRAMES or n == stored_example.NUM_FRAMES:
+        return None  # `x_32f_64f`, and `x_16f` beside `x` itself, would be two names for one dataset
+      try:
+        check_stored_frames(n)
+      except ValueError:
+        return None
+      return dataclasses.replace(base, name=name, stored_frames=n,
+                                 description=f'{base.description} {n} frames stored per clip.'.strip())
+    return cls.derive(name)
+
+  @classmethod
+  def derive(cls, name):
+    """A config that `name` describes beyond BUILDER_CONFIGS (without a frame suffix), or None."""
+    del name
+    return None
+
+  @classmethod
+  def config_names(cls):
+    return [c.name for c in cls.BUILDER_CONFIGS]
+
   # --- What a subclass provides. ---------------------------------------------------------------------------
 
   @property
   def label_names(self):
     return self.builder_config.label_names
+
+  def selection(self):
+    """What the config selects beyond its label names, for metadata.json."""
+    return {}
 
   def parse(self, relpath):
     """ClipName for a file (a posix path relative to manual_dir); None if this config leaves the file out
@@ -85,7 +156,13 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   # --- TFDS. ------------------------------------------------------------------------------------------------
 
+  @property
+  def stored_frames(self):
+    config = self.builder_config
+    return config.stored_frames if config is not None else stored_example.NUM_FRAMES
+
   def _info(self):
+    T = self.stored_frames  # pylint: disable=invalid-name
     features = tfds.features.FeaturesDict({
         # What tfds.features.Video stores (the same records, so datasets built with it read the same), but Video
         # needs TensorFlow even to be constructed, and this lets training read the data without it.
@@ -125,6 +202,8 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         'num_excluded_by_config': self._excluded,
         'fold_actors': self._fold_actors,
         'label_names': list(self.label_names),
+        'stored_frames': self.stored_frames,
+        **self.selection(),
     })
     logging.info('%s: %d clips skipped, %d without a face; listed in metadata.json', self.name,
                  len(self._skipped), len(self._faceless))
@@ -164,7 +243,8 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _generate_examples(self, manual_dir, clips, fold):
     paths = [os.fspath(manual_dir / relpath) for relpath, _ in clips]
     names = dict(zip(paths, clips))
-    work = functools.partial(stored_example.process, min_face_size=self._min_face_size)
+    work = functools.partial(stored_example.process, min_face_size=self._min_face_size,
+                             num_frames=self.stored_frames)
     timeout = self._clip_timeout
     results = self._pool.imap(work, paths, on_crash=lambda _: (None, pool_lib.CRASH),
                               desc=f'{self.name} fold{fold}', timeout=timeout,

@@ -32,7 +32,7 @@ def _config(name, description, modalities, vocal_channels, merge_calm):
 
 
 class RavdessDfer(base.DferBuilder):
-  """RAVDESS faces as 16-frame multi-task clips (expression, MTCNN boxes and landmarks)."""
+  """RAVDESS faces as multi-task clips (expression, MTCNN boxes and landmarks) of 16 frames (`<config>_<N>f`: N)."""
 
   name = 'ravdess_dfer'
   LAYOUT = 'Actor_NN/MM-VV-EE-II-SS-RR-NN.mp4'
@@ -64,7 +64,7 @@ class RavdessDfer(base.DferBuilder):
       _config('all_8class', 'Audio-video and video-only files, speech and song; 8 classes.', ('01', '02'),
               ('01', '02'), False),
   ]
-  DEFAULT_CONFIG_NAME = 'video_speech_7class'
+  DEFAULT_BUILDER_CONFIG_NAME = 'video_speech_7class'
 
   def parse(self, relpath):
     m = _NAME.fullmatch(relpath)
