@@ -3,11 +3,11 @@
     python -m mtcae_jax.measure.summary --config=configs/crema_d.py
 """
 
-from mtcae_jax.configs import default
+from mtcae_jax.configs import default, presets
 
 
 def get_config(arg=None):
   c = default.get_config(arg)
-  c.dataset = 'crema_d_dfer'
+  c.dataset = presets.dataset_name('crema_d_dfer', '', c)
   c.num_classes = 6
   return c

@@ -95,10 +95,13 @@ def get_config(arg=None):
   c.augment = ml_collections.ConfigDict(dict(policy='none', hflip=0.5, crop_prob=0.5, crop_scale=(0.7, 1.0),
                                              crop_ratio=(3 / 4, 4 / 3), scale_jitter=0.1, brightness=0.2,
                                              contrast=0.2, saturation=0.2))
-  # Temporal views averaged per test clip (MAE-DFER: 2). More than 1 needs more stored frames than num_frames;
-  # the builders store 16 (the paper's protocol), so any more is refused.
+  # Temporal views averaged per test clip (MAE-DFER: 2). More than 1 needs more stored frames than num_frames:
+  # the builders store 16 (the paper's protocol) unless prepared with --stored_frames=N, which gives the dataset
+  # '<name>/<config>_<N>f'; at 16 any more is refused.
   c.eval_views = 1
-  c.eval_crops = 1  # spatial crops per temporal view (MAE-DFER: 2 at test time)
+  # Spatial crops per temporal view (MAE-DFER: 2, along the long side); the builders store square frames, on which
+  # every crop is the same pixels, so more than 1 is refused.
+  c.eval_crops = 1
   # Share of the training folds' actors held out as a validation split (never the test fold): the best checkpoint,
   # reduce-on-plateau and early stopping then watch it. 0: none, the paper's protocol (final weights, 5 folds).
   c.validation_share = 0.0

@@ -4,11 +4,11 @@
     python -m mtcae_jax.measure.summary --config=configs/mead.py:variant=B/16 --config.model.strategy=nonshared_vit
 """
 
-from mtcae_jax.configs import default
+from mtcae_jax.configs import default, presets
 
 
 def get_config(arg=None):
   c = default.get_config(arg)
-  c.dataset = 'mead_dfer'
+  c.dataset = presets.dataset_name('mead_dfer', 'front', c)
   c.num_classes = 8
   return c

@@ -3,11 +3,11 @@
     python -m mtcae_jax.measure.summary --config=configs/ravdess.py
 """
 
-from mtcae_jax.configs import default
+from mtcae_jax.configs import default, presets
 
 
 def get_config(arg=None):
   c = default.get_config(arg)
-  c.dataset = 'ravdess_dfer'
+  c.dataset = presets.dataset_name('ravdess_dfer', 'video_speech_7class', c)
   c.num_classes = 7
   return c

@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from mtcae_jax import cli
+from mtcae_jax.configs import paper_results
 from mtcae_jax.train import run_log
 
 TASKS = ('loss', 'loss_boxes', 'loss_landmarks', 'loss_expression')
@@ -98,6 +99,14 @@ def run_report(workdir, out):
   return records, metrics
 
 
+def _json_or_empty(path):
+  try:
+    data = json.loads(path.read_text())
+  except (OSError, ValueError):
+    return {}
+  return data if isinstance(data, dict) else {}
+
+
 def report(workdir):
   """Writes WORKDIR/report/ and returns the Markdown summary. Raises ReportError."""
   from mtcae_jax.train import cross_validation, evaluate  # pylint: disable=g-import-not-at-top
@@ -116,7 +125,9 @@ def report(workdir):
       if m:  # every clip is tested in exactly one fold: the folds' matrices add up to the whole dataset's
         total = np.asarray(m['confusion_matrix']) + (0 if total is None else total)
         names = m['class_names']
-    md = f'# Cross-validation: {workdir.name}\n\n' + cross_validation.fold_table(folds)
+    cv = _json_or_empty(workdir / 'cv_report.json')  # written when all folds finish: the dataset and strategy
+    paper = paper_results.paper_result(cv.get('dataset'), cv.get('strategy'))
+    md = f'# Cross-validation: {workdir.name}\n\n' + cross_validation.fold_table(folds, paper=paper)
     if total is not None:
       evaluate.plot_confusion(total, names, out / 'confusion.png')
       md += '\n![confusion, all folds](confusion.png)\n'

@@ -25,7 +25,7 @@ def parameter_counts(model):
     depth = 2 if path[0] in ('decoders', 'heads') else 1
     part = '.'.join(str(p) for p in path[:depth])
     counts[part] = counts.get(part, 0) + math.prod(value.shape)
-  order = ['encoder', 'encoder_norm', 'shared_decoder'] + [f'{kind}.{t}' for kind in ('decoders', 'heads')
+  order = ['encoder', 'encoder_norm', 'feature_proj', 'shared_decoder'] + [f'{kind}.{t}' for kind in ('decoders', 'heads')
                                                             for t in mtcae.TASKS]
   counts = dict(sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
   counts['total'] = sum(counts.values())

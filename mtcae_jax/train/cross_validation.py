@@ -1,7 +1,8 @@
 """Subject-independent 5-fold cross-validation: one run per test fold, then a report like the paper's tables.
 
 Each fold trains in `WORKDIR/fold_k` (rerunning resumes, and finished folds are not trained again); the report is
-`WORKDIR/cv_report.json` and `WORKDIR/cv_report.md` with per-fold and mean ± std UAR and WAR (in %).
+`WORKDIR/cv_report.json` and `WORKDIR/cv_report.md` with per-fold and mean ± std UAR and WAR (in %), and the
+paper's numbers for the same dataset and strategy beneath them (configs/paper_results.py).
 """
 
 import json
@@ -10,6 +11,7 @@ import pathlib
 import jax
 import numpy as np
 
+from mtcae_jax.configs import paper_results
 from mtcae_jax.data import folds
 from mtcae_jax.train import loop
 
@@ -50,7 +52,8 @@ def markdown(report):
   """The cross-validation report as Markdown (see `fold_table`)."""
   title = (f'# {report.get("dataset", "")} cross-validation ({report.get("strategy", "")}, '
            f'{report.get("encoder", "")})\n\n')
-  return title + fold_table([(str(k), f, None) for k, f in enumerate(report['folds'])])
+  paper = paper_results.paper_result(report.get('dataset'), report.get('strategy'))
+  return title + fold_table([(str(k), f, None) for k, f in enumerate(report['folds'])], paper=paper)
 
 
 def _percent(x):
@@ -62,10 +65,10 @@ def _with_baseline(value, baseline):
   return value + (f' (constant {baseline})' if baseline else '')
 
 
-def fold_table(folds, mean=True):
+def fold_table(folds, mean=True, paper=None):
   """Markdown as in the paper's Tables II-IV: a row per fold, from (name, metrics or None while it runs, steps or
   None), with UAR and WAR in %, box IoU and landmark NME beside the constant predictor's, and mean ± std over the
-  finished folds (population std, as over a fixed set of folds)."""
+  finished folds (population std, as over a fixed set of folds); then the paper's row (`paper_results`) if given."""
   done = [m for _, m, _ in folds if m is not None]
   faces = [k for k in FACE_METRICS if any(k in m for m in done)]
   steps = any(s is not None for _, _, s in folds)
@@ -88,4 +91,7 @@ def fold_table(folds, mean=True):
                                  else '') for k in faces]
     lines.append(row([f'mean ± std ({len(done)} folds)', both('uar', _percent), both('war', _percent), *face_cells,
                       str(sum(m['num_clips'] for m in done))] + ([''] if steps else [])))
+  if paper:
+    lines.append(row([f'paper ({paper["source"]})', f'{paper["uar"]:.2f}', f'{paper["war"]:.2f}']
+                     + ['-'] * (len(head) - 3)))
   return '\n'.join(lines) + '\n'

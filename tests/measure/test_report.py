@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from mtcae_jax.measure import report
+from mtcae_jax.train import cross_validation
 
 NAMES = ['neutral', 'happy', 'sad']
 
@@ -113,3 +114,16 @@ def test_a_resumed_run_is_reported_once(tmp_path, monkeypatch):
   assert [(r['split'], r['step']) for r in plotted['records']] == [
       ('train', 1), ('train', 2), ('eval', 2), ('train', 3)]
   assert plotted['records'][-1]['loss'] == 0.25
+
+
+def test_the_papers_numbers_beneath_ours(tmp_path):
+  write_run(tmp_path / 'cv' / 'fold_0', 1.0, 1.0, [[1, 0], [0, 1]])
+  (tmp_path / 'cv' / 'cv_report.json').write_text(json.dumps({'dataset': 'crema_d_dfer', 'strategy': 'shared_vit'}))
+  md = report.report(tmp_path / 'cv')
+  assert '| paper (Table I) | 81.64 | 82.38 | - | - | - |' in md  # Table I, CREMA-D, fully shared ViT decoders
+  cv = cross_validation.markdown({'dataset': 'ravdess_dfer', 'strategy': 'cascaded',
+                                  'folds': [{'uar': 0.5, 'war': 0.5, 'num_clips': 4}]})
+  assert cv.splitlines()[-1] == '| paper (Table I; Table II) | 82.73 | 83.69 | - |'
+  other = cross_validation.markdown({'dataset': 'ravdess_dfer', 'strategy': 'cascaded_typo',
+                                     'folds': [{'uar': 0.5, 'war': 0.5, 'num_clips': 4}]})
+  assert 'paper' not in other

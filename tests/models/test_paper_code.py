@@ -29,7 +29,7 @@ def test_paper_code_has_the_keras_parameter_counts():
 
 
 def test_summary_command_shows_the_counts():
-  r = subprocess.run([sys.executable, '-m', 'mtcae_jax.measure.summary', '--config=configs/ravdess.py:preset=paper_code'],
+  r = subprocess.run([sys.executable, '-m', 'mtcae_jax.summary', '--config=configs/ravdess.py:preset=paper_code'],
                      capture_output=True, text=True, timeout=300)
   assert r.returncode == 0, r.stderr[-2000:]
   lines = dict(line.rsplit(None, 1) for line in r.stdout.splitlines() if line.startswith(('trainable', 'frozen')))
