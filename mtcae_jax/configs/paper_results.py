@@ -51,3 +51,10 @@ def paper_result(dataset, strategy):
     return None
   source = 'Table I' + (f'; {COMPARISON_TABLE[dataset]}' if strategy == 'cascaded' else '')
   return dict(uar=row[0], war=row[1], source=source)
+
+
+def describe(dataset):
+  """The paper's numbers for `dataset` as docstring lines: its config files append them to their docstrings."""
+  rows = [f'    {s:<14} UAR {uar:5.2f}  WAR {war:5.2f}' for s, (uar, war) in TABLE_I[dataset].items()]
+  return (f'\nThe paper\'s results (%, 5-fold cross-validation; Table I, and {COMPARISON_TABLE[dataset]} for '
+          '`cascaded`), which `--mode=cv` prints beneath ours:\n\n' + '\n'.join(rows) + '\n')

@@ -1,9 +1,20 @@
-"""MTCAE-DFER on RAVDESS: 7 classes, calm merged into neutral (paper Sec. IV-A, Tables I and II).
+r"""MTCAE-DFER on RAVDESS: 7 classes, calm merged into neutral (paper Sec. IV-A, Tables I and II).
 
+One command per recipe (configs/presets.py; docs/FIDELITY.md compares them with their sources), each the paper's
+5-fold cross-validation, starting from the converted encoder (README: "Starting from pre-trained weights"):
+
+    VITL='--config.init_from=converted/videomae_l_k400 --config.model.encoder.ln_eps=1e-12'  # the Hub's eps
+    python -m mtcae_jax.main --config=configs/ravdess.py $VITL --workdir=runs/ravdess_paper --mode=cv
+    python -m mtcae_jax.main --config=configs/ravdess.py:preset=paper_code $VITL --workdir=runs/ravdess_code --mode=cv
+    python -m mtcae_jax.data.prepare --dataset=ravdess_dfer --stored_frames=32 --manual_dir=~/data/ravdess  # 2 views
+    python -m mtcae_jax.main --config=configs/ravdess.py:preset=mae_dfer \
+        --config.init_from=converted/mae_dfer_voxceleb2 --workdir=runs/ravdess_mae_dfer --mode=cv
     python -m mtcae_jax.measure.summary --config=configs/ravdess.py
 """
 
-from mtcae_jax.configs import default, presets
+from mtcae_jax.configs import default, paper_results, presets
+
+__doc__ += paper_results.describe('ravdess_dfer')
 
 
 def get_config(arg=None):
