@@ -1,7 +1,7 @@
 """Orbax on disk: the training run's checkpoints and the converted encoders are read through `restore_tree`.
 
 `Checkpoints` keeps a run's checkpoints: orbax's CheckpointManager behind a small interface. Saves are
-asynchronous; the last `keep` checkpoints and the best one by a validation metric are kept. Each checkpoint holds
+asynchronous; the last `keep` checkpoints and the best one (`selection_score`) are kept. Each checkpoint holds
 the train state (an nnx state: model, optimizer, step) and a JSON record (data position, config fingerprint,
 target statistics, metrics). Restoring targets `ShapeDtypeStruct`s carrying shardings, so a state saved on one
 mesh restores onto another, each process reading only its shards. A checkpoint whose files cannot be read
@@ -134,17 +134,27 @@ def restore_state(directory, abstract_state, shardings, *, part=None):
   return state
 
 
+def selection_score(metrics):
+  """How good a checkpoint is by the metrics saved with it (higher is better): minus the validation objective where
+  the run has a validation split ('val_objective': the `checkpoint_monitor` metric, lower is better), else the test
+  fold's UAR ('uar', the paper's protocol has no validation). Each checkpoint says which, so every reader (training,
+  --mode=eval, predict) picks the same best."""
+  if 'val_objective' in metrics:
+    return -float(metrics['val_objective']) if np.isfinite(metrics['val_objective']) else -np.inf
+  return float(metrics['uar'])
+
+
 class Checkpoints:
 
-  def __init__(self, directory, *, keep=2, best_metric='uar'):
-    self.directory, self.best_metric = pathlib.Path(directory), best_metric
+  def __init__(self, directory, *, keep=2):
+    self.directory = pathlib.Path(directory)
     policy = policies.AnyPreservationPolicy([
         policies.LatestN(n=keep),
-        policies.BestN(get_metric_fn=lambda m: m[best_metric], n=1, keep_checkpoints_without_metrics=False),
+        policies.BestN(get_metric_fn=selection_score, n=1, keep_checkpoints_without_metrics=False),
     ])
     self._manager = ocp.CheckpointManager(
         directory, options=ocp.CheckpointManagerOptions(
-            preservation_policy=policy, best_fn=lambda m: m[best_metric], best_mode='max',
+            preservation_policy=policy, best_fn=selection_score, best_mode='max',
             keep_checkpoints_without_metrics=True, create=True, enable_async_checkpointing=True),
         item_names=('state', 'record'))
 

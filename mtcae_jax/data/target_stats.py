@@ -31,10 +31,13 @@ def mean_targets(boxes, landmarks, face_mask):
   return stats
 
 
-def compute(dataset, split, data_dir, box_format='xyxy'):
-  """The mean targets of a prepared split (read without decoding its frames), boxes in `box_format`."""
+def compute(dataset, split, data_dir, box_format='xyxy', indices=None):
+  """The mean targets of a prepared split (read without decoding its frames), boxes in `box_format`. `indices`:
+  those examples only (the training actors when a validation split is held out of `split`)."""
   from mtcae_jax.data import pipeline  # pylint: disable=g-import-not-at-top  # imports TFDS
   targets = pipeline.read_targets(dataset, split, data_dir)
+  if indices is not None:
+    targets = {k: v[np.asarray(indices, np.int64)] for k, v in targets.items()}
   targets['boxes'] = box_format_lib.from_xyxy(targets['boxes'], box_format)
   return mean_targets(**targets)
 

@@ -2,13 +2,20 @@
 
     python -m mtcae_jax.main --config=configs/mead.py --workdir=runs/mead_fold0
 
-Trains on every fold but `config.fold` and evaluates on it (the paper's subject-independent protocol has no
-separate validation split, so "best" checkpoints are chosen on the test fold, as in the authors' code). Rerunning
-the same command resumes from the workdir's latest checkpoint; the data order and dropout depend only on the step,
-so an interrupted and resumed run ends where an uninterrupted one does.
+Trains on every fold but `config.fold` and evaluates on it. By default (`validation_share=0`) that is the paper's
+subject-independent protocol: no validation split, the reported numbers are the final weights', and the "best"
+checkpoint kept beside the latest ones is the one with the highest test-fold UAR (for inspection only: choosing by
+it would tune on the test fold). With `validation_share` > 0 a share of the training folds' actors is held out as a
+validation split (data/validation.py), as the authors' Keras code held out a validation set: each evaluation also
+evaluates it, and its loss (the weighted sum of the task losses, as in training) chooses the best checkpoint and
+drives reduce-on-plateau (`optimizer.plateau_patience`) and early stopping (`early_stopping_patience`), so nothing
+looks at the test fold. Rerunning the same command resumes from the workdir's latest checkpoint; the data order,
+dropout and the plateau and early-stopping state depend only on the step, so an interrupted and resumed run ends
+where an uninterrupted one does.
 """
 
 import json
+import math
 import pathlib
 import signal
 import sys
@@ -21,23 +28,27 @@ from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from mtcae_jax import checkpointing, sharding
-from mtcae_jax.data import augment, pipeline, target_stats
-from mtcae_jax.train import evaluate
+from mtcae_jax.data import augment, pipeline, target_stats, validation
+from mtcae_jax.train import evaluate, optim
 from mtcae_jax.train import step as step_lib
 
-# Config fields that may change between a run and its resumption; any other change is refused.
+# Config fields that may change between a run and its resumption; any other change is refused (the validation
+# split, plateau and early-stopping fields among them: a run resumes with the split and watchers it started with).
 # A preempted multi-host job may come back on other hosts; each process has its own process_id.
 RESUMABLE_CHANGES = ('data_dir', 'mesh_shape', 'distributed', 'coordinator_address', 'num_processes', 'process_id',
-                     'log_every_steps', 'eval_batch_size', 'keep_checkpoints', 'input.num_workers', 'eval_views')
+                     'log_every_steps', 'eval_batch_size', 'keep_checkpoints', 'input.num_workers', 'eval_views',
+                     'eval_crops')
 
 
 # Fields added since runs were first saved, with the value a run saved without them had: such a run resumes with
 # these given on the command line.
 SAVED_BEFORE = {'model.head.regression_init': 'plain', 'loss.normalize_regression': False,
                 'box_format': 'xyxy', 'augment.policy': 'crop_flip_colour', 'model.feature_proj': 'per_decoder',
-                'model.feature_dropout': 0.0, 'eval_crops': 1, 'validation_share': 0.0, 'early_stopping_patience': 0,
+                'model.feature_dropout': 0.0, 'validation_share': 0.0, 'early_stopping_patience': 0,
                 'optimizer.weight_decay_mask': 'kernels', 'optimizer.plateau_patience': 0,
-                'optimizer.plateau_factor': 0.1, 'optimizer.plateau_min_delta': 1e-4}
+                'optimizer.plateau_factor': 0.1, 'optimizer.plateau_min_delta': 1e-4, 'model.decoder.key_bias': False,
+                'optimizer.plateau_monitor': 'loss', 'early_stopping_monitor': 'loss', 'checkpoint_monitor': 'loss',
+                'optimizer.warmup_epochs': 0}
 
 
 class TrainingError(RuntimeError):
@@ -47,9 +58,10 @@ class TrainingError(RuntimeError):
 REGRESSION_INITS = ('target_mean', 'plain')
 
 
-def training_target_stats(config):
+def training_target_stats(config, indices=None):
   """The training split's mean box and landmarks: the heads' start, the regression losses' scale and the
-  evaluations' constant baseline. None for `stl`, which has no box or landmark task."""
+  evaluations' constant baseline. None for `stl`, which has no box or landmark task. `indices`: the examples of
+  the training folds trained on (all but the validation actors'), None for all."""
   if config.model.head.regression_init not in REGRESSION_INITS:
     raise TrainingError(f'model.head.regression_init must be one of {REGRESSION_INITS}, '
                         f'got {config.model.head.regression_init!r}')
@@ -57,9 +69,78 @@ def training_target_stats(config):
     return None
   split = pipeline.train_split(config.fold)
   try:
-    return target_stats.compute(config.dataset, split, config.data_dir or None, config.box_format)
+    return target_stats.compute(config.dataset, split, config.data_dir or None, config.box_format, indices)
   except ValueError as e:
     raise TrainingError(f'{config.dataset} {split}: {e}') from None
+
+
+def check_validation(config):
+  """TrainingError (one line) for a validation setting that cannot work, before any data is read."""
+  share, opt = config.get('validation_share', 0.0), config.optimizer
+  if not 0 <= share < 1:
+    raise TrainingError(f'validation_share must be in [0, 1), got {share}')
+  patiences = {'optimizer.plateau_patience': opt.get('plateau_patience', 0),
+               'early_stopping_patience': config.get('early_stopping_patience', 0)}
+  for field, value in patiences.items():
+    if value < 0:
+      raise TrainingError(f'{field} must be >= 0 (0: off), got {value}')
+  watchers = [f for f, v in patiences.items() if v]
+  if watchers and not share:
+    raise TrainingError(f'{" and ".join(watchers)} watch the validation split: set validation_share > 0 (a share of '
+                        'the training actors held out), or set them to 0')
+  if opt.get('plateau_patience', 0) and not 0 < opt.plateau_factor < 1:
+    raise TrainingError(f'optimizer.plateau_factor must be in (0, 1), got {opt.plateau_factor}')
+  for field, monitor in (('optimizer.plateau_monitor', opt.get('plateau_monitor', 'loss')),
+                         ('early_stopping_monitor', config.get('early_stopping_monitor', 'loss')),
+                         ('checkpoint_monitor', config.get('checkpoint_monitor', 'loss'))):
+    if monitor not in MONITORS:
+      raise TrainingError(f'{field} must be one of {MONITORS}, got {monitor!r}')
+  if opt.get('weight_decay_mask', 'kernels') not in optim.DECAY_MASKS:
+    raise TrainingError(f'optimizer.weight_decay_mask must be one of {optim.DECAY_MASKS}, got '
+                        f'{opt.weight_decay_mask!r}')
+
+
+class EarlyStopping:
+  """Keras' EarlyStopping (mode 'min', min_delta 0) on the host: `update(loss)` after each evaluation says whether
+  to stop: after `patience` evaluations without a loss below the best so far (never at the first). `state()` is
+  JSON (saved in each checkpoint's record) and `EarlyStopping(patience, state=...)` resumes it."""
+
+  def __init__(self, patience, state=None):
+    self.patience = patience
+    state = state or {}
+    self.best = math.inf if state.get('best') is None else state['best']
+    self.best_step, self.wait, self.count = state.get('best_step'), state.get('wait', 0), state.get('count', 0)
+
+  def update(self, loss, step=None):
+    self.wait, self.count = self.wait + 1, self.count + 1
+    if loss < self.best:  # NaN is no improvement
+      self.best, self.best_step, self.wait = float(loss), step, 0
+      return False
+    return self.wait >= self.patience and self.count > 1
+
+  def state(self):
+    return {'best': None if math.isinf(self.best) else self.best, 'best_step': self.best_step, 'wait': self.wait,
+            'count': self.count}
+
+
+# What reduce-on-plateau, early stopping and the best checkpoint may watch on the validation split: the total loss
+# (the task losses weighted as in training), one task's loss (lower is better) or UAR / WAR (higher is better).
+MONITORS = ('loss', 'loss_expression', 'loss_boxes', 'loss_landmarks', 'uar', 'war')
+
+
+def validation_loss(config, result):
+  """The total validation loss: the task losses of `evaluate` weighted as in training (config.loss)."""
+  return sum(config.loss[k[len('loss_'):]] * v for k, v in result.items() if k.startswith('loss_'))
+
+
+def objective(result, monitor):
+  """The validation metric `monitor` as a quantity to minimise (UAR and WAR negated), as Keras' mode 'auto'."""
+  return result[monitor] if monitor.startswith('loss') else -result[monitor]
+
+
+def shown(monitor, value):
+  """An objective back in the metric's own sign, for messages."""
+  return value if monitor.startswith('loss') else -value
 
 
 def start_distributed(config):
@@ -132,10 +213,27 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   is_main = jax.process_index() == 0
 
   # ---------------- Data ----------------
+  check_validation(config)
   data_dir = config.data_dir or None
   train_source = pipeline.data_source(config.dataset, pipeline.train_split(config.fold), data_dir)
   test_source = pipeline.data_source(config.dataset, f'fold{config.fold}', data_dir)
   pipeline.check_views(test_source, config, config.eval_views)  # refused before any training step
+  # The validation split: whole actors of the training folds (never the test fold), drawn with (seed, fold).
+  val_source = train_indices = None
+  held_out = []
+  if config.validation_share:
+    actors = validation.read_actors(config.dataset, pipeline.train_split(config.fold), data_dir)
+    try:
+      held_out = validation.choose_actors(actors, config.validation_share, config.seed, config.fold)
+    except ValueError as e:
+      raise TrainingError(f'{config.dataset} {pipeline.train_split(config.fold)}: {e}') from None
+    train_source, val_source = validation.hold_out(train_source, actors, held_out)
+    train_indices = train_source.indices
+    split_record = validation.describe(actors, held_out)
+    if is_main:
+      (workdir / validation.FILENAME).write_text(json.dumps(split_record, indent=1))
+      print(f'Validation: actors {", ".join(map(str, held_out))} ({len(val_source)} clips) held out of the training '
+            f'folds; training on {len(split_record["train_actors"])} actors ({len(train_source)} clips).')
   names = class_names(test_source, config.num_classes)
   if len(names) != config.num_classes:
     raise TrainingError(f'{config.dataset} has {len(names)} classes but config.num_classes={config.num_classes}')
@@ -147,7 +245,8 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   checkpoint_every = config.checkpoint_every_steps or eval_every
 
   # ---------------- Model and optimizer, created directly sharded ----------------
-  graphdef, state, state_sharding = sharding.create_sharded(step_lib.train_state_maker(config, total_steps), mesh)
+  graphdef, state, state_sharding = sharding.create_sharded(
+      step_lib.train_state_maker(config, total_steps, steps_per_epoch), mesh)
   abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
 
   # ---------------- Checkpoints: resume, or start from a converted encoder ----------------
@@ -169,16 +268,21 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
                           'moved: to start over, move that directory away')
     state, record = restored
     data_step = start_step
-    stats = record['target_stats'] if 'target_stats' in record else training_target_stats(config)
+    stats = record['target_stats'] if 'target_stats' in record else training_target_stats(config, train_indices)
+    if record.get('validation_actors', held_out) != held_out:
+      raise TrainingError(f'{workdir} held out validation actors {record["validation_actors"]}, but this data gives '
+                          f'{held_out}: the dataset changed since; use a new --workdir')
     if 'data' in record:  # the input iterator's state (runs saved before it was kept resume at their step)
       try:
         data_step = pipeline.resume_step(record['data'], train_source, config.batch_size, config.seed)
       except ValueError as e:
         raise TrainingError(f'{workdir}: {e}') from None
     if is_main:
-      print(f'Resuming from step {start_step} of {total_steps} ({workdir / "checkpoints"}).')
+      print(f'Resuming from step {start_step} of {total_steps} ({workdir / "checkpoints"}).' if
+            not record.get('stopped_early') else f'The run in {workdir} stopped early at step {start_step}.')
   else:
-    stats = training_target_stats(config)
+    record = {}
+    stats = training_target_stats(config, train_indices)
     model, opt = nnx.merge(graphdef, state)
     if config.init_from:
       from mtcae_jax.pretrained import converted  # pylint: disable=g-import-not-at-top
@@ -190,20 +294,44 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
     state = jax.device_put(nnx.state((model, opt)), state_sharding)
   if is_main and stats:
     target_stats.save(stats, workdir)
+  # What watches the validation loss, as the last checkpoint left it.
+  plateau = stopper = None
+  if config.optimizer.plateau_patience:
+    plateau = optim.ReduceOnPlateau(config.optimizer.plateau_patience, config.optimizer.plateau_factor,
+                                    config.optimizer.plateau_min_delta, state=record.get('plateau'))
+  if config.early_stopping_patience:
+    stopper = EarlyStopping(config.early_stopping_patience, state=record.get('early_stopping'))
+  stopped_early = record.get('stopped_early')  # the step at which a finished run stopped early
 
   # ---------------- Steps ----------------
   train_step = step_lib.make_train_step(config, graphdef, state_sharding, mesh, stats)
   eval_step = jax.jit(evaluate.make_eval_step(graphdef, config.input, *step_lib.loss_settings(config, stats)))
-  num_eval_batches = pipeline.num_eval_batches(len(test_source), config.eval_batch_size)
 
-  def run_eval(step):
-    batches = pipeline.eval_batches(test_source, config, config.eval_batch_size, mesh=mesh,
-                                    num_views=config.eval_views)
-    with tqdm(total=num_eval_batches, desc=f'eval fold{config.fold}', leave=False, disable=not is_main) as bar:
+  def run_eval(step, source=test_source, split='eval'):
+    batches = pipeline.eval_batches(source, config, config.eval_batch_size, mesh=mesh, num_views=config.eval_views)
+    desc = f'eval fold{config.fold}' if split == 'eval' else 'validation'
+    with tqdm(total=pipeline.num_eval_batches(len(source), config.eval_batch_size), desc=desc, leave=False,
+              disable=not is_main) as bar:
       result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes, baseline=stats, progress=bar,
                                        box_format=config.box_format)
-    log.write(step, 'eval', {k: v for k, v in result.items() if np.isscalar(v)})
+    if split == 'val':
+      result['loss'] = validation_loss(config, result)
+    log.write(step, split, {k: v for k, v in result.items() if np.isscalar(v)})
     return result, rows
+
+  def watch(step, val):
+    """Reduce-on-plateau and early stopping after a validation evaluation `val` (the new lr multiplier goes into
+    `state`); returns whether to stop."""
+    nonlocal state
+    if plateau is not None:
+      monitor, before = config.optimizer.plateau_monitor, plateau.scale
+      if plateau.update(objective(val, monitor)) != before:
+        state = optim.with_lr_scale(state, plateau.scale)
+        if is_main:
+          print(f'Step {step}: validation {monitor} {val[monitor]:.4f} on a plateau ({plateau.patience} evaluations '
+                f'without one better than {shown(monitor, plateau.best):.4f}); learning rate x{plateau.factor:g}, '
+                f'now x{plateau.scale:.3g} of the schedule.')
+    return stopper is not None and stopper.update(objective(val, config.early_stopping_monitor), step)
 
   # ---------------- Loop ----------------
   log = run_log.RunLog(workdir, is_main=is_main)
@@ -231,8 +359,10 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
     pending.clear()
     timer[0] = time.perf_counter()
 
+  # A run that stopped early has no steps left.
   batches = pipeline.train_batches(train_source, config, config.batch_size, mesh=mesh, start_step=data_step,
-                                   num_steps=total_steps - start_step, augment=augment.AugmentConfig.of(config.augment))
+                                   num_steps=0 if stopped_early else total_steps - start_step,
+                                   augment=augment.AugmentConfig.of(config.augment))
   timer = [time.perf_counter()]
   result = rows = None
   step = start_step
@@ -247,13 +377,31 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
       preempted = stop['signal'] is not None or (stop_after is not None and step - start_step >= stop_after)
       if step % config.log_every_steps == 0 or last or preempted or step % checkpoint_every == 0:
         check_and_log(step)
-      result = None
+      result = val_result = None
       if step % eval_every == 0 or last:
         result, rows = run_eval(step)
-      if step % checkpoint_every == 0 or last or preempted:
-        ckpt.save(step, state, {'config': config_json, 'step': step, 'target_stats': stats,
-                                'data': batches.get_state()},
-                  metrics={'uar': result['uar']} if result else None, force=True)
+        if val_source is not None:
+          val_result, _ = run_eval(step, val_source, 'val')
+          stopped_early = step if watch(step, val_result) and not last else None
+          if stopped_early:
+            check_and_log(step)  # the steps since the last log, before the checkpoint that ends the run
+      if step % checkpoint_every == 0 or last or preempted or stopped_early:
+        record = {'config': config_json, 'step': step, 'target_stats': stats, 'data': batches.get_state()}
+        if val_source is not None:
+          record.update(validation_actors=held_out, stopped_early=stopped_early,
+                        plateau=plateau and plateau.state(), early_stopping=stopper and stopper.state())
+        # The best is the best validation `checkpoint_monitor`, or without a validation split the highest test UAR
+        # (see checkpointing.selection_score).
+        metrics = ({'val_objective': objective(val_result, config.checkpoint_monitor)} if val_result
+                   else {'uar': result['uar']} if result else None)
+        ckpt.save(step, state, record, metrics=metrics, force=True)
+      if stopped_early:
+        if is_main:
+          monitor = config.early_stopping_monitor
+          print(f'Stopped early at step {step} of {total_steps}: no validation {monitor} better than '
+                f'{shown(monitor, stopper.best):.4f} (step {stopper.best_step}) in {stopper.patience} evaluations '
+                '(early_stopping_patience).')
+        break
       if preempted and not last:
         if is_main:
           print(f'Stopped at step {step} ({"SIGTERM" if stop["signal"] else "stop_after"}) with a checkpoint; '
@@ -265,7 +413,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
     signal.signal(signal.SIGTERM, previous_handler)
 
   # ---------------- Final evaluation and reports ----------------
-  if step == total_steps:
+  if step == total_steps or stopped_early:
     if rows is None:  # the run had already finished: evaluate its final state again
       result, rows = run_eval(step)
     if is_main:

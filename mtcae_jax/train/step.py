@@ -20,11 +20,12 @@ def trainable(config):
   return nnx.Param
 
 
-def train_state_maker(config, total_steps):
+def train_state_maker(config, total_steps, steps_per_epoch=None):
   """A function making the (model, optimizer) pair that training updates; its nnx state is what is saved."""
   def make():
     model = models.build_model(config, rngs=nnx.Rngs(config.seed))
-    return model, nnx.Optimizer(model, optim.make_optimizer(config.optimizer, total_steps), wrt=trainable(config))
+    tx = optim.make_optimizer(config.optimizer, total_steps, steps_per_epoch)
+    return model, nnx.Optimizer(model, tx, wrt=trainable(config))
   return make
 
 

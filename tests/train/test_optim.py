@@ -1,4 +1,6 @@
-"""The optimizer: AdamW against a NumPy transcription, the decay mask, frozen encoder, layer decay."""
+"""The optimizer: AdamW against a NumPy transcription, the decay masks, frozen encoder, layer decay, lr scale."""
+
+import json
 
 import jax
 import jax.numpy as jnp
@@ -75,11 +77,81 @@ def test_schedule_and_accumulation():
   sched = optim.schedule(config.optimizer, total_steps=10)
   assert [float(sched(s)) for s in (0, 1, 2)] == pytest.approx([0.0, 0.5, 1.0])
   assert float(sched(10)) == pytest.approx(0.0, abs=1e-6)
+  # MAE-DFER's warmup is in epochs: 2 epochs of 3 steps, with updates every 2 steps, are 3 updates.
+  config.optimizer.update(warmup_steps=0, warmup_epochs=2)
+  epochs = optim.schedule(config.optimizer, total_steps=10, steps_per_epoch=1.5)
+  assert [float(epochs(s)) for s in (0, 1, 3)] == pytest.approx([0.0, 1 / 3, 1.0])
+  assert float(optim.schedule(config.optimizer, total_steps=10)(1)) > 0.9  # no epochs known: no warmup
   params = {'w': {'kernel': jnp.ones((2,))}}
-  tx = optim.make_optimizer(config.optimizer, total_steps=10)
+  tx = optim.make_optimizer(config.optimizer, total_steps=10, steps_per_epoch=3)
   state = tx.init(params)
   updates, state = tx.update({'w': {'kernel': jnp.ones((2,))}}, state, params)
   assert not np.any(updates['w']['kernel'])  # first micro-batch: accumulated, not applied
   with pytest.raises(ValueError, match='schedule'):
     config.optimizer.schedule = 'linear'
     optim.schedule(config.optimizer, 10)
+
+
+def test_decay_mask_all_or_kernels():
+  params = {'dense': {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones(2)}, 'norm': {'scale': jnp.ones(2)}}
+  assert flat(optim.decay_mask(params)) == {'dense.kernel': True, 'dense.bias': False, 'norm.scale': False}
+  assert flat(optim.decay_mask(params, 'all')) == {'dense.kernel': True, 'dense.bias': True, 'norm.scale': True}
+  with pytest.raises(ValueError, match="weight_decay_mask must be one of \\('kernels', 'all'\\), got 'none'"):
+    optim.decay_mask(params, 'none')
+  # One AdamW step with 'all' decays the bias too (Keras' AdamW).
+  config = tiny_config()
+  config.optimizer.update(schedule='constant', learning_rate=1e-2, weight_decay=0.1, weight_decay_mask='all')
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+  new = flat(optax.apply_updates(params, first_update(optim.make_optimizer(config.optimizer, 10), grads, params)))
+  for name in ('dense.kernel', 'dense.bias', 'norm.scale'):
+    np.testing.assert_allclose(new[name], numpy_adamw(1.0, 0.5, 1e-2, 0.1, True), rtol=1e-6)  # 1 - 0.01 - 0.001
+  with pytest.raises(ValueError, match='weight_decay_mask'):
+    config.optimizer.weight_decay_mask = 'none'
+    optim.make_optimizer(config.optimizer, 10)
+
+
+def test_reduce_on_plateau_as_keras():
+  plateau = optim.ReduceOnPlateau(patience=2, factor=0.1, min_delta=1e-4)
+  losses = [1.0, 0.9, 0.95, 0.89995, 0.8, 0.8, 0.8, 0.8, 0.8]
+  # 0.95 waits 1; 0.89995 is lower but not by min_delta: wait 2, lr x0.1, wait 0. 0.8 is the new best; then every
+  # second evaluation of 0.8 lowers the lr again.
+  scales = []
+  for i, loss in enumerate(losses):
+    if i == 4:  # resumed from its JSON state, as from a checkpoint's record
+      plateau = optim.ReduceOnPlateau(2, 0.1, 1e-4, state=json.loads(json.dumps(plateau.state())))
+    scales.append(plateau.update(loss))
+  np.testing.assert_allclose(scales, [1, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001], rtol=1e-12)
+  assert plateau.state() == {'best': 0.8, 'wait': 0, 'scale': pytest.approx(1e-3)}
+  assert optim.ReduceOnPlateau(1).state() == {'best': None, 'wait': 0, 'scale': 1.0}  # JSON: no infinity
+  for patience, factor in ((0, 0.1), (1, 1.0)):
+    with pytest.raises(ValueError, match='patience >= 1 and 0 < factor < 1'):
+      optim.ReduceOnPlateau(patience, factor)
+
+
+def test_lowered_lr_scale_shrinks_the_update():
+  config = tiny_config()
+  config.optimizer.update(schedule='constant', learning_rate=1e-2, weight_decay=0.0, plateau_patience=1)
+  params = {'w': {'kernel': jnp.ones((3,))}}
+  grads = {'w': {'kernel': jnp.array([1.0, -2.0, 0.5])}}
+  tx = optim.make_optimizer(config.optimizer, total_steps=10)
+  state = tx.init(params)
+  full = tx.update(grads, state, params)[0]['w']['kernel']
+  lowered = tx.update(grads, optim.with_lr_scale(state, 0.1), params)[0]['w']['kernel']
+  # AdamW's first step is -lr x sign(g); the lowered one a tenth of it.
+  np.testing.assert_allclose(full, [-1e-2, 1e-2, -1e-2], rtol=1e-5)
+  np.testing.assert_allclose(lowered, [-1e-3, 1e-3, -1e-3], rtol=1e-5)
+  # Without plateau_patience the optimizer has no scale (its state is that of runs saved before the switch).
+  config.optimizer.plateau_patience = 0
+  with pytest.raises(ValueError, match='no lr_scale'):
+    optim.with_lr_scale(optim.make_optimizer(config.optimizer, 10).init(params), 0.1)
+
+
+def test_lr_scale_in_a_train_state_is_found_and_placed():
+  config = tiny_config()
+  config.optimizer.plateau_patience = 1
+  model = models.build_model(config)
+  state = nnx.state((model, nnx.Optimizer(model, optim.make_optimizer(config.optimizer, 10), wrt=nnx.Param)))
+  scaled = optim.with_lr_scale(state, 0.01)
+  found = [(jax.tree_util.keystr(p), x) for p, x in jax.tree_util.tree_leaves_with_path(scaled)
+           if 'lr_scale' in jax.tree_util.keystr(p)]
+  assert len(found) == 1 and found[0][1].dtype == jnp.float32 and float(found[0][1]) == np.float32(0.01)
