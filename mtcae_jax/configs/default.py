@@ -105,8 +105,12 @@ def get_config(arg=None):
   # Share of the training folds' actors held out as a validation split (never the test fold): the best checkpoint,
   # reduce-on-plateau and early stopping then watch it. 0: none, the paper's protocol (final weights, 5 folds).
   c.validation_share = 0.0
-  # Evaluations without a lower validation loss before training stops (0: never), as Keras' EarlyStopping.
+  # Evaluations without a better validation `early_stopping_monitor` before training stops (0: never), as Keras'
+  # EarlyStopping. Monitors: 'loss' (the weighted total), 'loss_expression', 'loss_boxes', 'loss_landmarks' (lower
+  # is better), 'uar', 'war' (higher). `checkpoint_monitor` picks the best checkpoint on the validation split.
   c.early_stopping_patience = 0
+  c.early_stopping_monitor = 'loss'
+  c.checkpoint_monitor = 'loss'
 
   # Training loop. The authors' code: batch 16, 100 epochs.
   c.batch_size = 16
@@ -116,7 +120,9 @@ def get_config(arg=None):
   c.log_every_steps = 20
   c.eval_every_steps = 0  # 0: once per epoch
   c.checkpoint_every_steps = 0  # 0: at every evaluation
-  c.keep_checkpoints = 2  # the latest ones; the best by validation UAR is kept as well
+  # The latest ones; the best is kept as well (with validation_share > 0 by checkpoint_monitor on the validation
+  # split, else by the test fold's UAR, for inspection only).
+  c.keep_checkpoints = 2
   c.mesh_shape = (-1, 1, 1)  # devices along (data, fsdp, tensor); -1: the rest
   c.distributed = False  # call jax.distributed.initialize() (multi-host TPU pods)
   # Passed to jax.distributed.initialize where set; empty: JAX detects the cluster (TPU pods, SLURM, ...).
@@ -132,13 +138,14 @@ def get_config(arg=None):
   c.loss = ml_collections.ConfigDict(dict(boxes=0.5, landmarks=0.5, expression=1.5, normalize_regression=True))
   c.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=1e-3, weight_decay=1e-3, b1=0.9, b2=0.999, eps=1e-8,
-      schedule='warmup_cosine', warmup_steps=0, warmup_epochs=0, min_lr_ratio=0.0, grad_clip_norm=0.0, layer_decay=1.0,
+      schedule='warmup_cosine', warmup_steps=0, warmup_epochs=0,  # warmup_steps, if > 0, overrides warmup_epochs
+      min_lr_ratio=0.0, grad_clip_norm=0.0, layer_decay=1.0,
       accumulate_steps=1,
       # 'kernels' (no decay on biases, norms, tokens) or 'all' (Keras' AdamW decays every variable).
       weight_decay_mask='kernels',
-      # Reduce-on-plateau, as Keras' ReduceLROnPlateau: lr x factor after `plateau_patience` evaluations without
-      # a lower validation loss (0: off). Needs validation_share > 0.
-      plateau_patience=0, plateau_factor=0.1, plateau_min_delta=1e-4))
+      # Reduce-on-plateau, as Keras' ReduceLROnPlateau: lr x factor after `plateau_patience` evaluations without a
+      # better validation `plateau_monitor` (0: off; monitors as early_stopping_monitor). Needs validation_share > 0.
+      plateau_patience=0, plateau_factor=0.1, plateau_min_delta=1e-4, plateau_monitor='loss'))
 
   presets.apply(c, arg.preset)
   return c

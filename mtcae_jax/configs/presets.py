@@ -57,9 +57,11 @@ def apply(c, preset):
     c.loss.normalize_regression = False
     c.input.std = (0.225, 0.225, 0.225)
     c.box_format = 'xywh'
-    c.optimizer.update(eps=1e-7, weight_decay_mask='all', plateau_patience=10, plateau_factor=0.1)
+    c.optimizer.update(eps=1e-7, weight_decay_mask='all', plateau_patience=10, plateau_factor=0.1,
+                       plateau_monitor='loss_expression')
     c.validation_share = 1 / 3
     c.early_stopping_patience = 50
+    c.early_stopping_monitor = c.checkpoint_monitor = 'war'  # Keras' val accuracy: the expression's
   if preset == 'mae_dfer':
     c.model.encoder.update(frozen=False, drop_path=0.1)
     c.batch_size = 96
