@@ -49,7 +49,7 @@ def apply(c, preset):
     raise ValueError(f'preset must be one of {PRESETS}, got {preset!r}')
   if preset in ('paper', 'paper_code'):
     c.model.encoder.frozen = True
-    c.optimizer.update(schedule='constant', learning_rate=1e-3, weight_decay=1e-3)
+    c.optimizer.schedule = 'constant'  # at the paper's lr and weight decay (default.py)
   if preset == 'paper_code':
     c.model.decoder.update(depth=3, width=256, head_dim=256, mlp_dim=512, attention_dropout=0.3, key_bias=True)
     c.model.update(feature_proj='shared', feature_dropout=0.3)
