@@ -99,13 +99,27 @@ def restore_tree(directory, target, *, partial=False):
 
 def _collect_abandoned_reads():
   """Frees the reads orbax abandoned when one failed, quietly: each one's closing raises again, and Python would
-  print that as 'Exception ignored in <coroutine>' with TensorStore's spec, dozens of lines."""
+  print that as 'Exception ignored in <coroutine>' with TensorStore's spec, dozens of lines. A read still in flight
+  may finish later, in TensorStore's thread, and find orbax's event loop closed: that too is silenced, for good
+  (`_quiet_closed_loop`), since it can come at any time after."""
   previous = sys.unraisablehook
   sys.unraisablehook = lambda u: None if inspect.iscoroutine(u.object) else previous(u)
   try:
     gc.collect()
   finally:
     sys.unraisablehook = previous
+  if not getattr(sys.unraisablehook, 'quiet_closed_loop', False):
+    sys.unraisablehook = _quiet_closed_loop(sys.unraisablehook)
+
+
+def _quiet_closed_loop(previous):
+  """An unraisable hook that drops the 'Event loop is closed' of an abandoned read's late callback, and passes on
+  everything else."""
+  def hook(u):
+    if not (isinstance(u.exc_value, RuntimeError) and str(u.exc_value) == 'Event loop is closed'):
+      previous(u)
+  hook.quiet_closed_loop = True
+  return hook
 
 
 def _as_saved(pure):

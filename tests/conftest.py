@@ -16,6 +16,7 @@ if sys.version_info >= (3, 12):
     pass
 
 import atexit
+import contextlib
 import importlib.resources
 import shutil
 import tempfile
@@ -117,18 +118,25 @@ def fixed_faces(frames):
                            landmarks=np.tile(points, (n, 1, 1)), face_mask=np.arange(n) < n - 1)
 
 
+@contextlib.contextmanager
+def fixed_face_labels():
+  """Builders label faces with `fixed_faces` instead of MTCNN while this is open."""
+  previous = faces._shared.get(faces.MIN_FACE_SIZE)  # pylint: disable=protected-access
+  faces._shared[faces.MIN_FACE_SIZE] = fixed_faces  # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    faces._shared.pop(faces.MIN_FACE_SIZE)  # pylint: disable=protected-access
+    if previous is not None:
+      faces._shared[faces.MIN_FACE_SIZE] = previous  # pylint: disable=protected-access
+
+
 @pytest.fixture(scope='session')
 def demo_data_dir(tmp_path_factory):
   """The bundled demo clips prepared as the `ravdess_dfer` TFDS dataset (in-process, fixed face labels)."""
   def build(data_dir):
-    previous = faces._shared.get(faces.MIN_FACE_SIZE)  # pylint: disable=protected-access
-    faces._shared[faces.MIN_FACE_SIZE] = fixed_faces  # pylint: disable=protected-access
-    try:
+    with fixed_face_labels():
       prepare_demo(data_dir)
-    finally:
-      faces._shared.pop(faces.MIN_FACE_SIZE)  # pylint: disable=protected-access
-      if previous is not None:
-        faces._shared[faces.MIN_FACE_SIZE] = previous  # pylint: disable=protected-access
   return build_once(tmp_path_factory, 'tfds', build)
 
 
@@ -138,8 +146,8 @@ def mtcnn_demo_data_dir(tmp_path_factory):
   return build_once(tmp_path_factory, 'tfds_mtcnn', prepare_demo)
 
 
-def prepare_demo(data_dir):
-  builder = prepare.make_builder(demo_data.DATASET, str(data_dir), workers=0)
+def prepare_demo(data_dir, **builder_kwargs):
+  builder = prepare.make_builder(demo_data.DATASET, str(data_dir), workers=0, **builder_kwargs)
   with importlib.resources.as_file(demo_data.RAW) as raw:
     prepare.prepare(builder, str(raw))
 
@@ -151,14 +159,6 @@ DEMO_32F = 'ravdess_dfer/video_speech_7class_32f'  # the demo dataset with 32 st
 def demo_32f_data_dir(tmp_path_factory):
   """The demo clips prepared with 32 stored frames a clip (`DEMO_32F`; in-process, fixed face labels)."""
   def build(data_dir):
-    previous = faces._shared.get(faces.MIN_FACE_SIZE)  # pylint: disable=protected-access
-    faces._shared[faces.MIN_FACE_SIZE] = fixed_faces  # pylint: disable=protected-access
-    try:
-      builder = prepare.make_builder(demo_data.DATASET, str(data_dir), workers=0, stored_frames=32)
-      with importlib.resources.as_file(demo_data.RAW) as raw:
-        prepare.prepare(builder, str(raw))
-    finally:
-      faces._shared.pop(faces.MIN_FACE_SIZE)  # pylint: disable=protected-access
-      if previous is not None:
-        faces._shared[faces.MIN_FACE_SIZE] = previous  # pylint: disable=protected-access
+    with fixed_face_labels():
+      prepare_demo(data_dir, stored_frames=32)
   return build_once(tmp_path_factory, 'tfds_32f', build)

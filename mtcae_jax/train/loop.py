@@ -15,7 +15,6 @@ where an uninterrupted one does.
 """
 
 import json
-import math
 import pathlib
 import signal
 import sys
@@ -29,7 +28,7 @@ from tqdm import tqdm
 
 from mtcae_jax import checkpointing, sharding
 from mtcae_jax.data import augment, pipeline, target_stats, validation
-from mtcae_jax.train import evaluate, optim
+from mtcae_jax.train import evaluate, optim, watch
 from mtcae_jax.train import step as step_lib
 
 # Config fields that may change between a run and its resumption; any other change is refused (the validation
@@ -72,75 +71,6 @@ def training_target_stats(config, indices=None):
     return target_stats.compute(config.dataset, split, config.data_dir or None, config.box_format, indices)
   except ValueError as e:
     raise TrainingError(f'{config.dataset} {split}: {e}') from None
-
-
-def check_validation(config):
-  """TrainingError (one line) for a validation setting that cannot work, before any data is read."""
-  share, opt = config.get('validation_share', 0.0), config.optimizer
-  if not 0 <= share < 1:
-    raise TrainingError(f'validation_share must be in [0, 1), got {share}')
-  patiences = {'optimizer.plateau_patience': opt.get('plateau_patience', 0),
-               'early_stopping_patience': config.get('early_stopping_patience', 0)}
-  for field, value in patiences.items():
-    if value < 0:
-      raise TrainingError(f'{field} must be >= 0 (0: off), got {value}')
-  watchers = [f for f, v in patiences.items() if v]
-  if watchers and not share:
-    raise TrainingError(f'{" and ".join(watchers)} watch the validation split: set validation_share > 0 (a share of '
-                        'the training actors held out), or set them to 0')
-  if opt.get('plateau_patience', 0) and not 0 < opt.plateau_factor < 1:
-    raise TrainingError(f'optimizer.plateau_factor must be in (0, 1), got {opt.plateau_factor}')
-  for field, monitor in (('optimizer.plateau_monitor', opt.get('plateau_monitor', 'loss')),
-                         ('early_stopping_monitor', config.get('early_stopping_monitor', 'loss')),
-                         ('checkpoint_monitor', config.get('checkpoint_monitor', 'loss'))):
-    if monitor not in MONITORS:
-      raise TrainingError(f'{field} must be one of {MONITORS}, got {monitor!r}')
-  if opt.get('weight_decay_mask', 'kernels') not in optim.DECAY_MASKS:
-    raise TrainingError(f'optimizer.weight_decay_mask must be one of {optim.DECAY_MASKS}, got '
-                        f'{opt.weight_decay_mask!r}')
-
-
-class EarlyStopping:
-  """Keras' EarlyStopping (mode 'min', min_delta 0) on the host: `update(loss)` after each evaluation says whether
-  to stop: after `patience` evaluations without a loss below the best so far (never at the first). `state()` is
-  JSON (saved in each checkpoint's record) and `EarlyStopping(patience, state=...)` resumes it."""
-
-  def __init__(self, patience, state=None):
-    self.patience = patience
-    state = state or {}
-    self.best = math.inf if state.get('best') is None else state['best']
-    self.best_step, self.wait, self.count = state.get('best_step'), state.get('wait', 0), state.get('count', 0)
-
-  def update(self, loss, step=None):
-    self.wait, self.count = self.wait + 1, self.count + 1
-    if loss < self.best:  # NaN is no improvement
-      self.best, self.best_step, self.wait = float(loss), step, 0
-      return False
-    return self.wait >= self.patience and self.count > 1
-
-  def state(self):
-    return {'best': None if math.isinf(self.best) else self.best, 'best_step': self.best_step, 'wait': self.wait,
-            'count': self.count}
-
-
-# What reduce-on-plateau, early stopping and the best checkpoint may watch on the validation split: the total loss
-# (the task losses weighted as in training), one task's loss (lower is better) or UAR / WAR (higher is better).
-MONITORS = ('loss', 'loss_expression', 'loss_boxes', 'loss_landmarks', 'uar', 'war')
-
-
-def validation_loss(config, result):
-  """The total validation loss: the task losses of `evaluate` weighted as in training (config.loss)."""
-  return sum(config.loss[k[len('loss_'):]] * v for k, v in result.items() if k.startswith('loss_'))
-
-
-def objective(result, monitor):
-  """The validation metric `monitor` as a quantity to minimise (UAR and WAR negated), as Keras' mode 'auto'."""
-  return result[monitor] if monitor.startswith('loss') else -result[monitor]
-
-
-def shown(monitor, value):
-  """An objective back in the metric's own sign, for messages."""
-  return value if monitor.startswith('loss') else -value
 
 
 def start_distributed(config):
@@ -213,7 +143,10 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   is_main = jax.process_index() == 0
 
   # ---------------- Data ----------------
-  check_validation(config)
+  try:
+    watch.check(config)
+  except ValueError as e:
+    raise TrainingError(str(e)) from None
   data_dir = config.data_dir or None
   train_source = pipeline.data_source(config.dataset, pipeline.train_split(config.fold), data_dir)
   test_source = pipeline.data_source(config.dataset, f'fold{config.fold}', data_dir)
@@ -297,10 +230,10 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   # What watches the validation loss, as the last checkpoint left it.
   plateau = stopper = None
   if config.optimizer.plateau_patience:
-    plateau = optim.ReduceOnPlateau(config.optimizer.plateau_patience, config.optimizer.plateau_factor,
+    plateau = watch.ReduceOnPlateau(config.optimizer.plateau_patience, config.optimizer.plateau_factor,
                                     config.optimizer.plateau_min_delta, state=record.get('plateau'))
   if config.early_stopping_patience:
-    stopper = EarlyStopping(config.early_stopping_patience, state=record.get('early_stopping'))
+    stopper = watch.EarlyStopping(config.early_stopping_patience, state=record.get('early_stopping'))
   stopped_early = record.get('stopped_early')  # the step at which a finished run stopped early
 
   # ---------------- Steps ----------------
@@ -315,23 +248,23 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
       result, rows = evaluate.evaluate(eval_step, state, batches, config.num_classes, baseline=stats, progress=bar,
                                        box_format=config.box_format)
     if split == 'val':
-      result['loss'] = validation_loss(config, result)
+      result['loss'] = watch.validation_loss(config, result)
     log.write(step, split, {k: v for k, v in result.items() if np.isscalar(v)})
     return result, rows
 
-  def watch(step, val):
+  def watch_validation(step, val):
     """Reduce-on-plateau and early stopping after a validation evaluation `val` (the new lr multiplier goes into
     `state`); returns whether to stop."""
     nonlocal state
     if plateau is not None:
       monitor, before = config.optimizer.plateau_monitor, plateau.scale
-      if plateau.update(objective(val, monitor)) != before:
+      if plateau.update(watch.objective(val, monitor)) != before:
         state = optim.with_lr_scale(state, plateau.scale)
         if is_main:
           print(f'Step {step}: validation {monitor} {val[monitor]:.4f} on a plateau ({plateau.patience} evaluations '
-                f'without one better than {shown(monitor, plateau.best):.4f}); learning rate x{plateau.factor:g}, '
+                f'without one better than {watch.shown(monitor, plateau.best):.4f}); learning rate x{plateau.factor:g}, '
                 f'now x{plateau.scale:.3g} of the schedule.')
-    return stopper is not None and stopper.update(objective(val, config.early_stopping_monitor), step)
+    return stopper is not None and stopper.update(watch.objective(val, config.early_stopping_monitor), step)
 
   # ---------------- Loop ----------------
   log = run_log.RunLog(workdir, is_main=is_main)
@@ -382,7 +315,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
         result, rows = run_eval(step)
         if val_source is not None:
           val_result, _ = run_eval(step, val_source, 'val')
-          stopped_early = step if watch(step, val_result) and not last else None
+          stopped_early = step if watch_validation(step, val_result) and not last else None
           if stopped_early:
             check_and_log(step)  # the steps since the last log, before the checkpoint that ends the run
       if step % checkpoint_every == 0 or last or preempted or stopped_early:
@@ -392,14 +325,14 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
                         plateau=plateau and plateau.state(), early_stopping=stopper and stopper.state())
         # The best is the best validation `checkpoint_monitor`, or without a validation split the highest test UAR
         # (see checkpointing.selection_score).
-        metrics = ({'val_objective': objective(val_result, config.checkpoint_monitor)} if val_result
+        metrics = ({'val_objective': watch.objective(val_result, config.checkpoint_monitor)} if val_result
                    else {'uar': result['uar']} if result else None)
         ckpt.save(step, state, record, metrics=metrics, force=True)
       if stopped_early:
         if is_main:
           monitor = config.early_stopping_monitor
           print(f'Stopped early at step {step} of {total_steps}: no validation {monitor} better than '
-                f'{shown(monitor, stopper.best):.4f} (step {stopper.best_step}) in {stopper.patience} evaluations '
+                f'{watch.shown(monitor, stopper.best):.4f} (step {stopper.best_step}) in {stopper.patience} evaluations '
                 '(early_stopping_patience).')
         break
       if preempted and not last:

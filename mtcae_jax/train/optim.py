@@ -5,13 +5,12 @@
 - Schedules: 'warmup_cosine' (default) or 'constant'; gradient clipping by global norm.
 - Layer-wise lr decay: encoder block i of L gets lr x decay^(L - i), the embedding decay^(L + 1).
 - Gradient accumulation over `accumulate_steps` micro-batches. (A frozen encoder is excluded by the caller.)
-- Reduce-on-plateau (`plateau_patience` > 0), as Keras' ReduceLROnPlateau: the host-side `ReduceOnPlateau` watches
+- Reduce-on-plateau (`plateau_patience` > 0), as Keras' ReduceLROnPlateau: the host-side `watch.ReduceOnPlateau` watches
   the validation loss after each evaluation and `with_lr_scale` writes its multiplier into the optimizer state,
   where `scale_by_lr_scale` applies it inside the jitted step (so it is saved, restored and sharded with the rest).
 """
 
 import functools
-import math
 from typing import NamedTuple
 
 import jax
@@ -95,33 +94,6 @@ def with_lr_scale(state, value):
   if not found:
     raise ValueError('the optimizer has no lr_scale (optimizer.plateau_patience is 0)')
   return state
-
-
-class ReduceOnPlateau:
-  """Keras' ReduceLROnPlateau (mode 'min', no cooldown, no minimum lr) on the host: after each evaluation
-  `update(loss)` returns the learning-rate multiplier. A loss below best - min_delta is an improvement (wait 0);
-  after `patience` evaluations without one the multiplier is multiplied by `factor` and the wait starts over.
-  `state()` is JSON (saved in each checkpoint's record) and `ReduceOnPlateau(..., state=...)` resumes it."""
-
-  def __init__(self, patience, factor=0.1, min_delta=1e-4, state=None):
-    if patience < 1 or not 0 < factor < 1:
-      raise ValueError(f'reduce-on-plateau needs patience >= 1 and 0 < factor < 1, got {patience} and {factor}')
-    self.patience, self.factor, self.min_delta = patience, factor, min_delta
-    state = state or {}
-    self.best = math.inf if state.get('best') is None else state['best']  # JSON has no infinity
-    self.wait, self.scale = state.get('wait', 0), state.get('scale', 1.0)
-
-  def update(self, loss):
-    if loss < self.best - self.min_delta:  # NaN is no improvement
-      self.best, self.wait = float(loss), 0
-    else:
-      self.wait += 1
-      if self.wait >= self.patience:
-        self.scale, self.wait = self.scale * self.factor, 0
-    return self.scale
-
-  def state(self):
-    return {'best': None if math.isinf(self.best) else self.best, 'wait': self.wait, 'scale': self.scale}
 
 
 def make_optimizer(cfg, total_steps, steps_per_epoch=None):

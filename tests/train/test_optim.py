@@ -1,6 +1,5 @@
 """The optimizer: AdamW against a NumPy transcription, the decay masks, frozen encoder, layer decay, lr scale."""
 
-import json
 
 import jax
 import jax.numpy as jnp
@@ -108,24 +107,6 @@ def test_decay_mask_all_or_kernels():
   with pytest.raises(ValueError, match='weight_decay_mask'):
     config.optimizer.weight_decay_mask = 'none'
     optim.make_optimizer(config.optimizer, 10)
-
-
-def test_reduce_on_plateau_as_keras():
-  plateau = optim.ReduceOnPlateau(patience=2, factor=0.1, min_delta=1e-4)
-  losses = [1.0, 0.9, 0.95, 0.89995, 0.8, 0.8, 0.8, 0.8, 0.8]
-  # 0.95 waits 1; 0.89995 is lower but not by min_delta: wait 2, lr x0.1, wait 0. 0.8 is the new best; then every
-  # second evaluation of 0.8 lowers the lr again.
-  scales = []
-  for i, loss in enumerate(losses):
-    if i == 4:  # resumed from its JSON state, as from a checkpoint's record
-      plateau = optim.ReduceOnPlateau(2, 0.1, 1e-4, state=json.loads(json.dumps(plateau.state())))
-    scales.append(plateau.update(loss))
-  np.testing.assert_allclose(scales, [1, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001], rtol=1e-12)
-  assert plateau.state() == {'best': 0.8, 'wait': 0, 'scale': pytest.approx(1e-3)}
-  assert optim.ReduceOnPlateau(1).state() == {'best': None, 'wait': 0, 'scale': 1.0}  # JSON: no infinity
-  for patience, factor in ((0, 0.1), (1, 1.0)):
-    with pytest.raises(ValueError, match='patience >= 1 and 0 < factor < 1'):
-      optim.ReduceOnPlateau(patience, factor)
 
 
 def test_lowered_lr_scale_shrinks_the_update():

@@ -59,35 +59,6 @@ def test_validation_split_shares_no_actor_with_training_or_test(demo_data_dir):
   assert target_stats.compute('ravdess_dfer', train_split, demo_data_dir)['num_frames'] == 15 * 12
 
 
-def test_early_stopping_after_patience_evaluations_without_a_lower_loss():
-  stopper = loop.EarlyStopping(patience=2)
-  losses = [1.0, 0.8, 0.9, 0.8, 0.7]
-  stops = [stopper.update(v, step) for step, v in enumerate(losses[:4], 1)]
-  # 0.9 is one evaluation without improvement, 0.8 (equal, not lower) the second: stop there.
-  assert stops == [False, False, False, True]
-  assert stopper.state() == {'best': 0.8, 'best_step': 2, 'wait': 2, 'count': 4}
-  resumed = loop.EarlyStopping(2, state=json.loads(json.dumps(loop.EarlyStopping(2).state())))
-  assert [resumed.update(v) for v in (float('nan'), 1.0, 1.1, 1.2)] == [False, False, False, True]
-  never = loop.EarlyStopping(patience=1)
-  assert not never.update(float('nan'))  # never at the first evaluation
-
-
-def test_accuracy_monitors_are_maximised_as_keras_mode_auto():
-  # The authors' callbacks: plateau on the validation expression loss, early stopping on its accuracy (WAR).
-  evals = [dict(loss_expression=l, war=a) for l, a in ((1.0, 0.50), (0.90, 0.55), (0.95, 0.60), (0.97, 0.58),
-                                                       (0.99, 0.59), (0.98, 0.57))]
-  stopper = loop.EarlyStopping(patience=3)
-  stops = [stopper.update(loop.objective(e, 'war'), step) for step, e in enumerate(evals, 1)]
-  assert stops == [False] * 5 + [True]  # best accuracy 0.60 at step 3, then 3 evaluations below it
-  assert loop.shown('war', stopper.best) == 0.60 and stopper.best_step == 3
-  from mtcae_jax.train import optim  # pylint: disable=g-import-not-at-top
-  plateau = optim.ReduceOnPlateau(patience=2, factor=0.1, min_delta=1e-4)
-  scales = [plateau.update(loop.objective(e, 'loss_expression')) for e in evals]
-  # Lowest expression loss 0.90 at the 2nd; the 3rd and 4th do not beat it: x0.1; the 5th and 6th: x0.01.
-  assert scales == pytest.approx([1, 1, 1, 0.1, 0.1, 0.01])
-  assert loop.objective({'loss': 0.3}, 'loss') == 0.3 and loop.objective({'uar': 0.7}, 'uar') == -0.7
-
-
 def test_checkpoint_selection_prefers_the_lower_validation_loss(tmp_path):
   score = checkpointing.selection_score
   assert score({'val_objective': 0.5, 'uar': 0.1}) > score({'val_objective': 0.7, 'uar': 0.9})
