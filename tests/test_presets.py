@@ -32,6 +32,9 @@ def test_paper_code_is_the_keras_notebook():
   assert c.validation_share == pytest.approx(6 / 18)  # their 6 validation actors of 18 not tested
   assert tuple(c.input.std) == (0.225,) * 3 and c.box_format == 'xywh' and not c.loss.normalize_regression
   assert c.augment.policy == 'none' and (c.num_epochs, c.batch_size) == (100, 16)
+  # Their frames: every floor(T/16)-th from the first (`prepare --frame_sampling=stride`).
+  assert (c.dataset, crema_d.get_config('preset=paper_code').dataset) == (
+      'ravdess_dfer/video_speech_7class_stride', 'crema_d_dfer/stride')
 
 
 def test_mae_dfer_is_its_fine_tuning_recipe():

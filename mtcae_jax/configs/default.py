@@ -34,11 +34,17 @@ def parse_arg(arg, **defaults):
   return out
 
 
-def get_config(arg=None):
+def config_arg(arg=None):
+  """The config string's keys, checked, with the preset's default encoder where none is named."""
   arg = parse_arg(arg, variant='', strategy='cascaded', preset='paper')
   if arg.preset not in presets.PRESETS:
     raise ValueError(f'preset must be one of {presets.PRESETS}, got {arg.preset!r}')
   arg.variant = arg.variant or presets.default_variant(arg.preset)
+  return arg
+
+
+def get_config(arg=None):
+  arg = config_arg(arg)
   c = ml_collections.ConfigDict()
   c.seed = 0
   # A directory written by `python -m mtcae_jax.pretrained`: the encoder (and with `stl` its fc_norm and head) starts

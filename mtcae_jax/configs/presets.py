@@ -15,7 +15,8 @@ them point by point with their sources.
   10 epochs without a lower validation expression loss, stopping after 50 without a higher validation expression
   accuracy; a third of the training actors held out for that (their split: 12 / 6 / 6 actors); boxes as
   (x, y, w, h); plain heads and MSE in frame units; input std 0.225. 9,800,935 trainable parameters for 7
-  classes beside the frozen 303,858,688 of ViT-L.
+  classes beside the frozen 303,858,688 of ViT-L. It reads clips prepared with their frame sampling
+  (`--frame_sampling=stride`), and runs, like every preset, in the paper's 5 folds, not the notebook's one split.
 - `mae_dfer`: MAE-DFER's fine-tuning recipe (its run_class_finetuning.py and DFEW script): the whole encoder trained
   with layer-wise lr decay 0.75, 5 warmup epochs then cosine decay to 1e-3 of the peak, lr 1e-3 x batch / 256 at
   its batch of 96, weight decay 0.05, drop path 0.1, label smoothing 0.1, random resized crops (0.08-1) and flips,
@@ -25,9 +26,10 @@ them point by point with their sources.
 """
 
 PRESETS = ('paper', 'paper_code', 'mae_dfer')
-# Frames per clip of the dataset a config with more than one test view reads: `prepare --stored_frames=32` gives
-# 2 views of 16 different frames.
-VIEW_STORED_FRAMES = 32
+# How each preset's dataset is prepared, as the suffix of its TFDS config name (docs/DATA.md): the authors' frames
+# (`prepare --frame_sampling=stride`: every floor(T/16)-th frame from the first), or 32 frames a clip
+# (`prepare --stored_frames=32`) so that MAE-DFER's 2 test views see different frames.
+PREPARED = {'paper': '', 'paper_code': '_stride', 'mae_dfer': '_32f'}
 
 
 def default_variant(preset):
@@ -35,12 +37,13 @@ def default_variant(preset):
   return 'LGI/512' if preset == 'mae_dfer' else 'L/16'
 
 
-def dataset_name(builder, builder_config, c):
-  """The prepared dataset the config `c` reads: the builder's default (16 frames a clip) or, when it averages
-  several temporal views (`mae_dfer`), `builder_config` prepared with VIEW_STORED_FRAMES."""
-  if c.eval_views <= 1:
+def dataset_name(builder, builder_config, preset):
+  """The prepared dataset a preset reads: `builder` (its default config: 16 frames at the segments' centres) or
+  `builder_config` prepared as PREPARED says."""
+  suffix = PREPARED[preset]
+  if not suffix:
     return builder
-  return f'{builder}/{builder_config + "_" if builder_config else ""}{VIEW_STORED_FRAMES}f'
+  return f'{builder}/{builder_config}{suffix}' if builder_config else f'{builder}/{suffix[1:]}'
 
 
 def apply(c, preset):

@@ -5,11 +5,14 @@ installed as `mtcae-prepare`).
         [--clip_timeout=SECONDS]
     python -m mtcae_jax.data.prepare --dataset=ravdess_dfer/video_speech_8class --manual_dir=DIR --data_dir=DIR
     python -m mtcae_jax.data.prepare --dataset=ravdess_dfer --stored_frames=32 ...  # -> .../video_speech_7class_32f
+    python -m mtcae_jax.data.prepare --dataset=ravdess_dfer --frame_sampling=stride ...  # -> ..._7class_stride
     python -m mtcae_jax.data.prepare --dataset=mead_dfer/front_fifth --exclude_actors=W017 ...
 
 `--stored_frames=N` (default 16, the paper's) keeps N frames a clip, so that training jitter and evaluation views
 can pick different ones; the dataset is then its own TFDS config `<config>_<N>f`, which the training config
-selects (`config.dataset`). `--actors`/`--exclude_actors` (MEAD) likewise name `<config>-only-...`/`-without-...`.
+selects (`config.dataset`). `--frame_sampling=stride` chooses the frames as the authors' preprocessing did (every
+floor(T / N)-th frame from frame 0, not the centres of N equal segments): `<config>_stride`, before any `_<N>f`.
+`--actors`/`--exclude_actors` (MEAD) likewise name `<config>-only-...`/`-without-...`, before both.
 
 Writes array_record files (read with `tfds.data_source`) and prints the split sizes and the skipped files.
 Bad arguments, and data that would leave a cross-validation fold empty, give a one-line error and exit status 2.
@@ -48,13 +51,16 @@ def define_flags(fv):
   flags.DEFINE_integer('stored_frames', None, 'Frames stored per clip (default: the config\'s, 16): more than '
                        'the model reads lets training jitter and evaluation views differ; the dataset is then '
                        'CONFIG_<N>f.', flag_values=fv)
+  flags.DEFINE_string('frame_sampling', None, 'How the stored frames are chosen: centres (default: one at the centre '
+                      'of each of N equal segments) or stride (the authors\' preprocessing: every floor(T / N)-th '
+                      'frame from frame 0); the dataset is then CONFIG_stride.', flag_values=fv)
   flags.DEFINE_list('actors', [], 'mead_dfer: only these actors (e.g. M003,W009); the dataset is then '
                     'CONFIG-only-<IDs>.', flag_values=fv)
   flags.DEFINE_list('exclude_actors', [], 'mead_dfer: all actors but these; the dataset is then '
                     'CONFIG-without-<IDs>.', flag_values=fv)
 
 
-def dataset_name(dataset, stored_frames=None, actors=(), exclude_actors=()):
+def dataset_name(dataset, stored_frames=None, actors=(), exclude_actors=(), frame_sampling=None):
   """The full name ('name/config') of `dataset` ('name' or 'name/config') with the options applied; UsageError for
   an unknown name or config, or an option that does not apply."""
   silent_tensorflow.import_tf()  # TensorFlow quiet and off the accelerators before TFDS imports it
@@ -68,11 +74,13 @@ def dataset_name(dataset, stored_frames=None, actors=(), exclude_actors=()):
   found = cls.get_builder_config(config or cls.DEFAULT_BUILDER_CONFIG_NAME or '')
   if config and found is None:
     listed = ', '.join(cls.config_names()) or '(none)'
-    raise UsageError(f'{name} has no config {config!r}; one of {listed} (with _<N>f: N stored frames)')
+    raise UsageError(f'{name} has no config {config!r}; one of {listed} (with _<N>f: N stored frames; _stride: '
+                     'the authors\' frames)')
   if actors or exclude_actors:
     if cls is not mead.MeadDfer:
       raise UsageError(f'--actors and --exclude_actors select MEAD actors; {name} has no such option')
-    if found.actors or found.exclude_actors or found.stored_frames != stored_example.NUM_FRAMES:
+    if (found.actors or found.exclude_actors or found.stored_frames != stored_example.NUM_FRAMES
+        or found.frame_sampling != base.DEFAULT_SAMPLING):
       raise UsageError(f'{dataset} already names its actors or frames; give --actors or --exclude_actors with a '
                        'listed config')
     try:
@@ -80,6 +88,17 @@ def dataset_name(dataset, stored_frames=None, actors=(), exclude_actors=()):
     except ValueError as e:
       raise UsageError(str(e)) from None
     found = cls.get_builder_config(config)
+  if frame_sampling is not None:
+    try:
+      base.check_frame_sampling(frame_sampling)
+    except ValueError as e:
+      raise UsageError(f'--{e}') from None
+    if found is not None and (found.frame_sampling != base.DEFAULT_SAMPLING
+                              or found.stored_frames != stored_example.NUM_FRAMES):
+      raise UsageError(f'{dataset} already names its frames; give --frame_sampling (and --stored_frames) with a '
+                       'listed config')
+    config = base.sampling_name(found.name if found is not None else '', frame_sampling)
+    found = cls.get_builder_config(config) if config else found
   if stored_frames is not None:
     have = found.stored_frames if found is not None else stored_example.NUM_FRAMES
     if have != stored_example.NUM_FRAMES:
@@ -94,10 +113,11 @@ def dataset_name(dataset, stored_frames=None, actors=(), exclude_actors=()):
 
 
 def make_builder(dataset, data_dir, workers=None, drop_faceless=False, min_face_size=faces.MIN_FACE_SIZE,
-                 clip_timeout=pool_lib.CLIP_TIMEOUT, stored_frames=None, actors=(), exclude_actors=()):
+                 clip_timeout=pool_lib.CLIP_TIMEOUT, stored_frames=None, actors=(), exclude_actors=(),
+                 frame_sampling=None):
   """The builder for 'name' or 'name/config' (with `dataset_name`'s options); raises UsageError for an unknown
   name or config or a bad option."""
-  full = dataset_name(dataset, stored_frames, actors, exclude_actors)
+  full = dataset_name(dataset, stored_frames, actors, exclude_actors, frame_sampling)
   from mtcae_jax.data import datasets  # pylint: disable=g-import-not-at-top
   name, _, config = full.partition('/')
   kwargs = dict(config=config) if config else {}
@@ -141,7 +161,8 @@ def command(args, rest):
   silent_tensorflow.import_tf()
   try:
     builder = make_builder(args.dataset, args.data_dir, args.workers, args.drop_faceless, args.min_face_size,
-                           args.clip_timeout, args.stored_frames, args.actors, args.exclude_actors)
+                           args.clip_timeout, args.stored_frames, args.actors, args.exclude_actors,
+                           args.frame_sampling)
     meta = prepare(builder, args.manual_dir, args.overwrite)
   except (UsageError, folds_lib.EmptyFold) as e:
     raise cli.Error(e) from None
@@ -151,7 +172,8 @@ def command(args, rest):
     raise
   splits = builder.info.splits
   print(f'{builder.info.full_name}: ' + ', '.join(f'{s} {splits[s].num_examples}' for s in sorted(splits)) +
-        f' clips of {meta.get("stored_frames", 16)} frames; written to {builder.data_dir}')
+        f' clips of {meta.get("stored_frames", 16)} frames ({meta.get("frame_sampling", "centres")}); written to '
+        f'{builder.data_dir}')
   config = builder.builder_config.name if builder.builder_config is not None else ''
   print(f'Train on it with --config.dataset={builder.name}' + (f'/{config}' if config else ''))
   skipped = meta.get('skipped', [])

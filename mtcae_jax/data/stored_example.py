@@ -34,12 +34,13 @@ def as_stored(frames):
                                 cv2.COLOR_BGR2RGB) for f in frames])
 
 
-def clip_example(path, labeler, num_frames=NUM_FRAMES, size=IMAGE_SIZE, crop='squash'):
-  """Reads, samples, resizes and labels one clip. Raises video.VideoError for an unusable file.
+def clip_example(path, labeler, num_frames=NUM_FRAMES, size=IMAGE_SIZE, crop='squash', frame_sampling='centres'):
+  """Reads, samples (`video.frame_indices`: the segments' centres, or 'stride', the authors' rule), resizes and
+  labels one clip. Raises video.VideoError for an unusable file.
 
   MTCNN runs on the resized frames, so boxes and landmarks are relative to exactly the pixels that are stored.
   """
-  clip = video.read_clip(path, num_frames=num_frames, size=size, crop=crop)
+  clip = video.read_clip(path, num_frames=num_frames, size=size, crop=crop, frame_sampling=frame_sampling)
   faces = labeler(clip.frames)
   return {
       'video': [encode_jpeg(f) for f in clip.frames],
@@ -54,13 +55,14 @@ def _one_line(error):
   return ' '.join(f'{type(error).__name__}: {error}'.split())[:300]
 
 
-def process(path, min_face_size=faces.MIN_FACE_SIZE, num_frames=NUM_FRAMES):
+def process(path, min_face_size=faces.MIN_FACE_SIZE, num_frames=NUM_FRAMES, frame_sampling='centres'):
   """(example, None) or (None, reason). For the process pool: a bad file is a reason, never an exception.
 
   In-process (workers=0) the labeler is made here, and this process's threading is left alone.
   """
   try:
-    return clip_example(path, faces.shared_labeler(min_face_size), num_frames=num_frames), None
+    return clip_example(path, faces.shared_labeler(min_face_size), num_frames=num_frames,
+                        frame_sampling=frame_sampling), None
   except video.VideoError as e:
     return None, str(e)
   except Exception as e:  # pylint: disable=broad-except  # a decoder or detector failure on one file

@@ -10,6 +10,9 @@ import cv2
 import numpy as np
 
 CROPS = ('squash', 'center')
+# How a dataset's stored frames are chosen from a video: 'centres', ours (`sample_indices`), or 'stride', the
+# authors' preprocessing (`stride_indices`).
+FRAME_SAMPLINGS = ('centres', 'stride')
 # Containers may report a frame count a few percent off from what decodes (FLV estimates it from the duration;
 # an MP4 here reports 98 and decodes 95); a larger shortfall is a truncated file.
 _COUNT_TOLERANCE = 0.1
@@ -30,8 +33,9 @@ class Clip:
 
 def sample_indices(num_source_frames, num_frames=16, offset=0.5):
   """`num_frames` frames of a clip of `num_source_frames`, one per equal segment, at `offset` (0-1) into each: the
-  segments' centres by default. The one sampling rule: of a video's frames when a dataset is built or a video is
-  predicted, and of the stored frames in the input pipeline (where other offsets give other temporal views).
+  segments' centres by default. Our sampling rule: of a video's frames when a dataset is built (unless built with
+  the authors' `stride_indices`) or a video is predicted, and of the stored frames in the input pipeline (where
+  other offsets give other temporal views).
 
   A clip shorter than `num_frames` repeats its frames evenly (each about num_frames / num_source_frames times).
   """
@@ -39,6 +43,37 @@ def sample_indices(num_source_frames, num_frames=16, offset=0.5):
     raise VideoError('no frames')
   i = np.arange(num_frames)
   return np.minimum(((i + offset) * num_source_frames / num_frames).astype(np.int64), num_source_frames - 1)
+
+
+def stride_indices(num_source_frames, num_frames=16):
+  """The authors' rule (MTCAE-DFER's Preprocessing_Video.py, there for 16 frames): every floor(T / N)-th frame of
+  the T, starting at frame 0, i.e. i * floor(T / N). Unlike `sample_indices` it is not centred: it ends at frame
+  (N - 1) * floor(T / N), and the clip's last floor(T / N) - 1 + T mod N frames are never seen (T = 31, N = 16:
+  frames 0-15, none of 16-30). Kept to reproduce their preprocessing exactly.
+
+  For T < N their stride is 0 and every frame would be frame 0 (a still clip); ours instead: the frames repeated
+  evenly, as `sample_indices` (our choice, not theirs).
+  """
+  if num_source_frames < 1:
+    raise VideoError('no frames')
+  stride = num_source_frames // num_frames
+  if stride == 0:
+    return sample_indices(num_source_frames, num_frames)
+  return np.arange(num_frames, dtype=np.int64) * stride
+
+
+def check_frame_sampling(frame_sampling):
+  """`frame_sampling` if it is one of FRAME_SAMPLINGS; ValueError (one line) otherwise."""
+  if frame_sampling not in FRAME_SAMPLINGS:
+    raise ValueError(f'frame_sampling must be one of {", ".join(FRAME_SAMPLINGS)}, got {frame_sampling!r}')
+  return frame_sampling
+
+
+def frame_indices(num_source_frames, num_frames=16, frame_sampling='centres'):
+  """The `num_frames` frames a dataset stores of a clip of `num_source_frames`, by `frame_sampling`."""
+  if check_frame_sampling(frame_sampling) == 'stride':
+    return stride_indices(num_source_frames, num_frames)
+  return sample_indices(num_source_frames, num_frames)
 
 
 def to_rgb(frame):
@@ -93,21 +128,24 @@ def _read_pass(path, wanted, size, crop):
     cap.release()
 
 
-def read_clip(path, num_frames=16, size=224, crop='squash'):
-  """Reads `num_frames` evenly spaced frames of any video OpenCV decodes, resized to `size` (None: as is).
+def read_clip(path, num_frames=16, size=224, crop='squash', frame_sampling='centres'):
+  """Reads `num_frames` frames of any video OpenCV decodes, resized to `size` (None: as is): the segments' centres
+  (`sample_indices`), or with frame_sampling='stride' the authors' every floor(T / N)-th frame (`stride_indices`).
 
-  Raises VideoError (with the reason) for a file that cannot be opened, has no frames, or is truncated.
+  Raises VideoError (with the reason) for a file that cannot be opened, has no frames, or is truncated; ValueError
+  for an unknown `frame_sampling`.
   """
+  check_frame_sampling(frame_sampling)
   cap = _open(path)
   reported = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
   cap.release()
-  wanted = sample_indices(reported, num_frames) if reported > 0 else np.zeros(0, np.int64)
+  wanted = frame_indices(reported, num_frames, frame_sampling) if reported > 0 else np.zeros(0, np.int64)
   kept, n, fps, source_size = _read_pass(path, wanted, size, crop)
   if n == 0:
     raise VideoError('no frames')
   if reported > 0 and n < reported * (1 - _COUNT_TOLERANCE):
     raise VideoError(f'truncated: {n} of {reported} frames decode')
-  indices = sample_indices(n, num_frames)
+  indices = frame_indices(n, num_frames, frame_sampling)
   if not set(indices.tolist()) <= kept.keys():
     # The container's count was unknown or off: read again with the count that actually decoded.
     kept, n2, fps, source_size = _read_pass(path, indices, size, crop)

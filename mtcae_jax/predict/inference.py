@@ -44,7 +44,8 @@ def decode(path, predictor, keep_frames=False):
     raise video.VideoError('no such file')
   # The whole source frame is kept only when it is drawn on; read_clip resizes the same way either way.
   clip = video.read_clip(path, num_frames=stored_example.NUM_FRAMES,
-                         size=None if keep_frames else stored_example.IMAGE_SIZE)
+                         size=None if keep_frames else stored_example.IMAGE_SIZE,
+                         frame_sampling=getattr(predictor, 'frame_sampling', 'centres'))
   stored = clip.frames
   if keep_frames:
     stored = np.stack([video.resize(f, stored_example.IMAGE_SIZE) for f in clip.frames])

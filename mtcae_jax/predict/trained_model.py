@@ -8,6 +8,7 @@ No TensorFlow: the class names come from the run's metrics.json, not from TFDS.
 import dataclasses
 import json
 import pathlib
+import re
 import sys
 
 import numpy as np
@@ -29,10 +30,19 @@ class Predictor:
   class_names: list
   source: str  # what was loaded, for the JSON: 'DIR (step N)' or 'DIR (converted)'
   has_faces: bool
+  frame_sampling: str = 'centres'  # how a video's frames are chosen: as the training dataset chose them
 
   def __call__(self, videos):
     out = self.fn(self.state, videos)
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+def frame_sampling_of(dataset):
+  """The frame sampling a dataset name says (datasets/base.py `sampling_name`: a config name ending in `_stride`,
+  before any `_<N>f`, or a bare `stride`): 'stride' for the authors' rule, else 'centres'. Read from the name, so
+  predicting needs neither the dataset nor TFDS."""
+  config = str(dataset).partition('/')[2]
+  return 'stride' if re.search(r'(^|_)stride(_\d+f)?$', config) else 'centres'
 
 
 def _class_names(workdir, num_classes):
@@ -138,7 +148,7 @@ def _load_workdir(workdir, step, class_names):
                                   config.input.std, config.get('box_format', 'xyxy')), state=state,
                    num_frames=config.num_frames, image_size=config.image_size,
                    class_names=_checked_names(names, config.num_classes), source=f'{workdir} (step {step})',
-                   has_faces=faces)
+                   has_faces=faces, frame_sampling=frame_sampling_of(config.get('dataset', '')))
 
 
 def _load_converted(path, class_names):

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import fixed_face_labels
 from mtcae_jax.configs import default
 from mtcae_jax.data import pipeline, prepare, stored_example
 from mtcae_jax.data import pool as pool_lib
@@ -333,6 +334,11 @@ def test_prepare_bad_arguments_one_line_exit_2(args, message):
     (['--dataset=mead_dfer', '--exclude_actors=X1'], "MEAD actor IDs are like M003 or W009, got 'X1'"),
     (['--dataset=mead_dfer', '--actors=M003', '--exclude_actors=W009'], 'not both'),
     (['--dataset=mead_dfer/front_32f', '--stored_frames=64'], 'mead_dfer/front_32f already stores 32 frames'),
+    (['--dataset=ravdess_dfer', '--frame_sampling=centers'],
+     "--frame_sampling must be one of centres, stride, got 'centers'"),
+    (['--dataset=ravdess_dfer/video_speech_7class_32f', '--frame_sampling=stride'], 'already names its frames'),
+    (['--dataset=crema_d_dfer/stride', '--frame_sampling=stride'], 'crema_d_dfer/stride already names its frames'),
+    (['--dataset=ravdess_dfer/video_speech_7class_32f_stride'], "no config 'video_speech_7class_32f_stride'"),
 ])
 def test_prepare_bad_options_one_line_exit_2(args, message, tmp_path, capsys):
   assert prepare.main([*args, f'--manual_dir={DEMO}', f'--data_dir={tmp_path}']) == 2
@@ -348,3 +354,68 @@ def test_builder_info_cites_the_dataset_and_names_its_homepage_and_licence(name,
   assert info.homepage.startswith('https://')
   license_text = info.redistribution_info.license
   assert license_text and license_text in info.description
+
+
+# --- The authors' frame sampling (`--frame_sampling=stride`). ----------------------------------------------------
+
+@pytest.mark.parametrize('dataset,kwargs,full', [
+    ('ravdess_dfer', dict(frame_sampling='stride'), 'ravdess_dfer/video_speech_7class_stride'),
+    ('ravdess_dfer/all_8class', dict(frame_sampling='stride', stored_frames=32), 'ravdess_dfer/all_8class_stride_32f'),
+    ('ravdess_dfer/video_speech_7class_stride', dict(stored_frames=32), 'ravdess_dfer/video_speech_7class_stride_32f'),
+    ('ravdess_dfer', dict(frame_sampling='centres'), 'ravdess_dfer/video_speech_7class'),  # ours: the plain name
+    ('crema_d_dfer', dict(frame_sampling='stride'), 'crema_d_dfer/stride'),
+    ('crema_d_dfer', dict(frame_sampling='stride', stored_frames=32), 'crema_d_dfer/stride_32f'),
+    ('mead_dfer/front_fifth', dict(frame_sampling='stride', exclude_actors=['W017']),
+     'mead_dfer/front_fifth-without-W017_stride'),
+])
+def test_stride_sampling_has_its_own_dataset_name(dataset, kwargs, full, tmp_path):
+  assert prepare.dataset_name(dataset, **kwargs) == full
+  builder = prepare.make_builder(full, str(tmp_path))  # the name alone selects it, as config.dataset does
+  assert builder.frame_sampling == kwargs.get('frame_sampling', 'stride')
+  assert builder.stored_frames == kwargs.get('stored_frames', 16)
+  assert builder.data_dir.split(os.sep)[-3:-1] == full.split('/')
+
+
+def test_stride_names_are_one_per_dataset():
+  from mtcae_jax.data.datasets import crema_d, mead, ravdess  # pylint: disable=g-import-not-at-top
+  for cls, name in ((ravdess.RavdessDfer, 'video_speech_7class_32f_stride'),  # frames last
+                    (ravdess.RavdessDfer, 'video_speech_7class_stride_stride'), (ravdess.RavdessDfer, 'stride'),
+                    (crema_d.CremaDDfer, 'stride_stride'), (crema_d.CremaDDfer, '32f_stride'),
+                    (mead.MeadDfer, 'front_stride-without-W017'), (mead.MeadDfer, 'front_stride_16f')):
+    assert cls.get_builder_config(name) is None, name
+
+
+def _decoded_frame_count(path):
+  cap, n = cv2.VideoCapture(path), 0
+  while cap.grab():
+    n += 1
+  cap.release()
+  return n
+
+
+def test_a_stride_build_stores_the_authors_frames_under_its_own_name(tmp_path, capsys, demo_data_dir):
+  """The demo clips (16, 24 or 32 frames) built with `--frame_sampling=stride`, in-process with fixed faces."""
+  with fixed_face_labels():
+    assert prepare.main(['--dataset=ravdess_dfer', '--frame_sampling=stride', '--workers=0', f'--manual_dir={DEMO}',
+                         f'--data_dir={tmp_path}']) == 0
+  name = 'ravdess_dfer/video_speech_7class_stride'
+  assert f'Train on it with --config.dataset={name}\n' in capsys.readouterr().out
+  with open(tmp_path / name / '1.0.0' / 'metadata.json') as f:
+    meta = json.load(f)
+  assert (meta['frame_sampling'], meta['stored_frames'], meta['num_skipped']) == ('stride', 16, 0)
+  source = pipeline.data_source(name, 'fold0+fold1+fold2+fold3+fold4', str(tmp_path))
+  clips = {source[i]['path'].decode(): source[i] for i in range(len(source))}
+  # i * floor(T / 16), by hand, for each decoded frame count T of the demo clips:
+  expected = {16: list(range(16)), 24: list(range(16)), 32: list(range(0, 32, 2))}
+  counts = {p: _decoded_frame_count(os.path.join(DEMO, p)) for p in clips}
+  assert len(clips) == 18 and set(counts.values()) == set(expected)
+  for p, e in clips.items():
+    assert e['frame_index'].tolist() == expected[counts[p]], p
+  # The default build's frames are the segments' centres: where both keep the same frames the pixels agree.
+  centres = pipeline.data_source('ravdess_dfer', 'fold0+fold1+fold2+fold3+fold4', demo_data_dir)
+  centres = {centres[i]['path'].decode(): centres[i] for i in range(len(centres))}
+  assert centres[SAD]['frame_index'].tolist() == [2 * i + 1 for i in range(16)]  # 32 frames: 2i + 1, not 2i
+  assert not np.array_equal(clips[SAD]['video'], centres[SAD]['video'])
+  np.testing.assert_array_equal(clips[NEUTRAL]['video'], centres[NEUTRAL]['video'])  # 16 frames: all, both ways
+  # The default dataset is another config: not written by this build.
+  assert not os.path.exists(tmp_path / 'ravdess_dfer' / 'video_speech_7class')

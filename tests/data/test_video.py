@@ -120,3 +120,43 @@ def test_bad_files_raise_one_line_reasons(tmp_path):
   assert '\n' not in str(e.value)
   with pytest.raises(video.VideoError, match='cannot be read'):
     video.read_clip(os.path.join(tmp_path, 'missing.mp4'))
+
+
+@pytest.mark.parametrize('num_source_frames,expected', [
+    (105, [0, 6, 12, 18, 24, 30, 36, 42, 48, 54, 60, 66, 72, 78, 84, 90]),  # stride floor(105 / 16) = 6
+    (16, list(range(16))),
+    (31, list(range(16))),  # stride 1: frames 16-30 are never seen
+    (40, [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30]),
+    (47, [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30]),  # stride 2 up to 47
+    (48, [0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 33, 36, 39, 42, 45]),
+])
+def test_stride_indices_are_the_authors_every_floor_t_over_n_th_frame_from_0(num_source_frames, expected):
+  assert video.stride_indices(num_source_frames, 16).tolist() == expected
+  assert video.frame_indices(num_source_frames, 16, 'stride').tolist() == expected
+
+
+def test_stride_indices_of_a_clip_shorter_than_n_repeat_frames_evenly():
+  # The authors' stride would be 0 (frame 0 sixteen times); ours falls back to the segments' centres.
+  assert video.stride_indices(5, 16).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+  assert video.stride_indices(1, 4).tolist() == [0, 0, 0, 0]
+  assert video.stride_indices(10, 4).tolist() == [0, 2, 4, 6]  # other N: i * floor(10 / 4)
+  with pytest.raises(video.VideoError, match='no frames'):
+    video.stride_indices(0, 16)
+
+
+def test_read_clip_with_stride_sampling_reads_the_authors_frames(tmp_path):
+  path = _write(tmp_path / 'stride.avi', 40)
+  clip = video.read_clip(path, num_frames=16, size=8, frame_sampling='stride')
+  expected = list(range(0, 32, 2))  # i * floor(40 / 16), by hand
+  assert clip.indices.tolist() == expected and clip.num_source_frames == 40
+  assert _source_indices(clip.frames, path) == expected
+  centres = video.read_clip(path, num_frames=16, size=8)  # the default is unchanged
+  assert centres.indices.tolist() == [1, 3, 6, 8, 11, 13, 16, 18, 21, 23, 26, 28, 31, 33, 36, 38]
+
+
+def test_unknown_frame_sampling_is_refused_in_one_line(tmp_path):
+  path = _write(tmp_path / 'clip.avi', 20)
+  with pytest.raises(ValueError, match=r"^frame_sampling must be one of centres, stride, got 'centers'$"):
+    video.read_clip(path, frame_sampling='centers')
+  with pytest.raises(ValueError, match='frame_sampling must be one of'):
+    video.frame_indices(20, 16, 'random')

@@ -214,3 +214,19 @@ def test_checkpoint_of_another_model_version_is_refused(workdir, tmp_path):
   record.write_text(json.dumps(meta))
   with pytest.raises(inference.PredictError, match=r'saved by a model with other parameters .* saved only'):
     inference.load(copy)
+
+
+def test_a_model_trained_on_the_authors_frames_predicts_on_them():
+  from mtcae_jax.predict import trained_model  # pylint: disable=g-import-not-at-top
+  names = {'ravdess_dfer': 'centres', 'ravdess_dfer/video_speech_7class_32f': 'centres',
+           'ravdess_dfer/video_speech_7class_stride': 'stride', 'crema_d_dfer/stride_32f': 'stride',
+           'mead_dfer/front_fifth-without-W017_stride': 'stride', 'mead_dfer/front': 'centres', '': 'centres'}
+  assert {n: trained_model.frame_sampling_of(n) for n in names} == names
+
+  class Stub:  # what decode reads of a predictor
+    num_frames, image_size = 16, 32
+  for sampling, expected in (('centres', [int((i + 0.5) * 24 / 16) for i in range(16)]),
+                             ('stride', list(range(16)))):  # 24 frames: a stride of floor(24 / 16) = 1 from frame 0
+    Stub.frame_sampling = sampling
+    decoded = inference.decode(str(CLIP), Stub())
+    assert decoded.num_source_frames == 24 and decoded.indices.tolist() == expected

@@ -4,7 +4,10 @@ A subclass names its layout (`parse`: relative path -> ClipName) and its classes
 
 Every config also exists with another number of stored frames, as its own TFDS config `<config>_<N>f` (e.g.
 `ravdess_dfer/video_speech_7class_32f`): its own directory, so it never overwrites or passes for the 16-frame one
-(the paper's protocol, the plain name). A subclass may derive further configs from a name (`derive`).
+(the paper's protocol, the plain name). Likewise with the frames chosen by the authors' rule (`video.stride_indices`)
+instead of the segments' centres: `<config>_stride`, before any frame count (`<config>_stride_32f`; CREMA-D, without
+configs: `stride`, `stride_32f`). A subclass may derive further configs from a name (`derive`), which these suffixes
+follow (MEAD: `front-without-W017_stride_32f`).
 """
 
 import collections
@@ -21,13 +24,15 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
-from mtcae_jax.data import faces, stored_example
+from mtcae_jax.data import faces, stored_example, video
 from mtcae_jax.data import folds as folds_lib
 from mtcae_jax.data import pool as pool_lib
 
 S = stored_example.IMAGE_SIZE
 MAX_STORED_FRAMES = 256  # about 3.6 MiB of JPEGs a clip (a clip with fewer frames repeats them evenly)
 _FRAMES_SUFFIX = re.compile(r'(?:(.+)_)?(\d+)f')
+_STRIDE_SUFFIX = re.compile(r'(?:(.+)_)?stride')
+DEFAULT_SAMPLING = 'centres'
 
 
 class BadName(ValueError):
@@ -48,6 +53,9 @@ class DferConfig(tfds.core.BuilderConfig):
   # Frames kept per clip, evenly spread over it. More than the model reads (config.num_frames) makes the training
   # jitter and the evaluation views pick different frames; the paper keeps 16.
   stored_frames: int = stored_example.NUM_FRAMES
+  # How they are chosen (video.FRAME_SAMPLINGS): 'centres' of N equal segments (ours), or 'stride', every
+  # floor(T / N)-th frame from frame 0 (the authors' preprocessing, `<config>_stride`).
+  frame_sampling: str = DEFAULT_SAMPLING
 
 
 def check_stored_frames(n):
@@ -55,6 +63,21 @@ def check_stored_frames(n):
   if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_STORED_FRAMES:
     raise ValueError(f'stored_frames must be an integer from 1 to {MAX_STORED_FRAMES}, got {n!r}')
   return n
+
+
+def check_frame_sampling(frame_sampling):
+  """`frame_sampling` if it is one of video.FRAME_SAMPLINGS; ValueError (one line) otherwise."""
+  return video.check_frame_sampling(frame_sampling)
+
+
+def sampling_name(config_name, frame_sampling):
+  """The TFDS config name of `config_name` (None or '' for a builder without configs) with its frames chosen by
+  `frame_sampling`: itself for ours ('centres'), else `<config_name>_stride` (`stride` without configs). Give it a
+  name without a frame count: the count goes last (`frames_name`)."""
+  check_frame_sampling(frame_sampling)
+  if frame_sampling == DEFAULT_SAMPLING:
+    return config_name
+  return f'{config_name}_{frame_sampling}' if config_name else frame_sampling
 
 
 def frames_name(config_name, stored_frames):
@@ -75,7 +98,8 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   instead of starting one (several builds then share its workers' start-up); min_face_size, the smallest face
   MTCNN searches for, in pixels of the 224x224 frame (faces.MIN_FACE_SIZE); clip_timeout, seconds a clip may
   take in a worker before the worker is killed and the clip skipped (None or 0: no limit; in-process, none).
-  The frames stored per clip are the config's `stored_frames` (16; `<config>_<N>f` for N).
+  The frames stored per clip are the config's `stored_frames` (16; `<config>_<N>f` for N), chosen by its
+  `frame_sampling` (the segments' centres; `<config>_stride` for the authors' rule).
 
   Raises folds_lib.EmptyFold (a one-line message) where a fold would be empty: before any clip is decoded when
   there are fewer actors than folds, or at the end of a fold none of whose clips could be used.
@@ -103,9 +127,9 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   @classmethod
   def get_builder_config(cls, name, version=None):
-    """A config of BUILDER_CONFIGS, else one derived from a name (`<config>_<N>f`, or the subclass's `derive`),
-    else None. TFDS looks configs up here when a builder is made, so derived names work in `tfds.builder` and
-    `tfds.data_source` like the listed ones."""
+    """A config of BUILDER_CONFIGS, else one derived from a name (`<config>_<N>f`, `<config>_stride`, both as
+    `<config>_stride_<N>f`, or the subclass's `derive`), else None. TFDS looks configs up here when a builder is
+    made, so derived names work in `tfds.builder` and `tfds.data_source` like the listed ones."""
     config = super().get_builder_config(name, version)
     return config if config is not None else cls._derived(name)
 
@@ -114,11 +138,7 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _derived(cls, name):
     m = _FRAMES_SUFFIX.fullmatch(name)
     if m:
-      base_name, n = m.group(1), int(m.group(2))
-      if base_name is None:  # `<N>f` of a builder without configs (CREMA-D: its data stay where they were)
-        base = None if cls.BUILDER_CONFIGS else DferConfig(name='', description='')
-      else:
-        base = cls.get_builder_config(base_name)
+      base, n = cls._base(m.group(1)), int(m.group(2))
       if base is None or base.stored_frames != stored_example.NUM_FRAMES or n == stored_example.NUM_FRAMES:
         return None  # `x_32f_64f`, and `x_16f` beside `x` itself, would be two names for one dataset
       try:
@@ -127,11 +147,26 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return None
       return dataclasses.replace(base, name=name, stored_frames=n,
                                  description=f'{base.description} {n} frames stored per clip.'.strip())
+    m = _STRIDE_SUFFIX.fullmatch(name)
+    if m:
+      base = cls._base(m.group(1))
+      if base is None or base.stored_frames != stored_example.NUM_FRAMES or base.frame_sampling != DEFAULT_SAMPLING:
+        return None  # `x_32f_stride` is `x_stride_32f`, `x_stride_stride` is `x_stride`: one name per dataset
+      return dataclasses.replace(base, name=name, frame_sampling='stride', description=(
+          f'{base.description} Frames chosen as the authors did: every floor(T / N)-th from frame 0.').strip())
     return cls.derive(name)
 
   @classmethod
+  def _base(cls, base_name):
+    """The config a suffixed name extends: `base_name`'s, or for None (a bare suffix) the empty config of a builder
+    without configs (CREMA-D: its data stay where they were); None where there is none."""
+    if base_name is None:
+      return None if cls.BUILDER_CONFIGS else DferConfig(name='', description='')
+    return cls.get_builder_config(base_name)
+
+  @classmethod
   def derive(cls, name):
-    """A config that `name` describes beyond BUILDER_CONFIGS (without a frame suffix), or None."""
+    """A config that `name` describes beyond BUILDER_CONFIGS (without a frame or sampling suffix), or None."""
     del name
     return None
 
@@ -160,6 +195,11 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def stored_frames(self):
     config = self.builder_config
     return config.stored_frames if config is not None else stored_example.NUM_FRAMES
+
+  @property
+  def frame_sampling(self):
+    config = self.builder_config
+    return config.frame_sampling if config is not None else DEFAULT_SAMPLING
 
   def _info(self):
     T = self.stored_frames  # pylint: disable=invalid-name
@@ -203,6 +243,7 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         'fold_actors': self._fold_actors,
         'label_names': list(self.label_names),
         'stored_frames': self.stored_frames,
+        'frame_sampling': self.frame_sampling,
         **self.selection(),
     })
     logging.info('%s: %d clips skipped, %d without a face; listed in metadata.json', self.name,
@@ -244,7 +285,7 @@ class DferBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     paths = [os.fspath(manual_dir / relpath) for relpath, _ in clips]
     names = dict(zip(paths, clips))
     work = functools.partial(stored_example.process, min_face_size=self._min_face_size,
-                             num_frames=self.stored_frames)
+                             num_frames=self.stored_frames, frame_sampling=self.frame_sampling)
     timeout = self._clip_timeout
     results = self._pool.imap(work, paths, on_crash=lambda _: (None, pool_lib.CRASH),
                               desc=f'{self.name} fold{fold}', timeout=timeout,

@@ -16,7 +16,7 @@ _NAME = re.compile(r'VideoFlash/(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})\.flv')
 
 class CremaDDfer(base.DferBuilder):
   """CREMA-D faces as multi-task clips (expression, MTCNN boxes and landmarks);
-  16 frames a clip (`<config>_<N>f`: N); 6 classes."""
+  16 frames a clip (`<N>f`: N; `stride`: chosen as the authors did); 6 classes."""
 
   name = 'crema_d_dfer'  # TFDS's own `crema_d` is the audio dataset
   LAYOUT = 'VideoFlash/AAAA_SSS_EEE_II.flv'

@@ -58,7 +58,7 @@ def _named(name, description, views=('front',), levels=LEVELS, clip_stride=1):
 
 class MeadDfer(base.DferBuilder):
   """MEAD faces as multi-task clips (expression, MTCNN boxes and landmarks);
-  16 frames a clip (`<config>_<N>f`: N); 8 classes."""
+  16 frames a clip (`<config>_<N>f`: N; `<config>_stride`: chosen as the authors did); 8 classes."""
 
   name = 'mead_dfer'
   LAYOUT = '<ACTOR>/video/<view>/<emotion>/level_<k>/<NNN>.mp4'

@@ -32,7 +32,8 @@ def _config(name, description, modalities, vocal_channels, merge_calm):
 
 
 class RavdessDfer(base.DferBuilder):
-  """RAVDESS faces as multi-task clips (expression, MTCNN boxes and landmarks) of 16 frames (`<config>_<N>f`: N)."""
+  """RAVDESS faces as multi-task clips (expression, MTCNN boxes and landmarks) of 16 frames (`<config>_<N>f`: N;
+  `<config>_stride`: chosen as the authors did)."""
 
   name = 'ravdess_dfer'
   LAYOUT = 'Actor_NN/MM-VV-EE-II-SS-RR-NN.mp4'
