@@ -55,22 +55,23 @@ def data_source(name, split, data_dir, **kwargs):
 TARGET_KEYS = ('boxes', 'landmarks', 'face_mask')
 
 
-def read_targets(name, split, data_dir):
-  """{'boxes' (N, T, 4), 'landmarks' (N, T, 5, 2), 'face_mask' (N, T)} of every example of a split, in source order.
+def read_targets(name, split, data_dir, keys=TARGET_KEYS):
+  """{'boxes' (N, T, 4), 'landmarks' (N, T, 5, 2), 'face_mask' (N, T)} of every example of a split, in source order
+  (or the features `keys`, e.g. 'actor' (N,)).
 
   Reads the stored records without decoding their JPEG frames (faster than full examples:
-  docs/BENCHMARKS.md#data-and-the-demo-cpu): TFDS keeps float tensors in a record's float_list and booleans in its
-  int64_list.
+  docs/BENCHMARKS.md#data-and-the-demo-cpu): TFDS keeps float tensors in a record's float_list and integers and
+  booleans in its int64_list.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   # TFDS's own copy of the tf.train.Example proto: DESERIALIZE_NO_DECODE would parse with TensorFlow's.
   from tensorflow_datasets.proto import tf_example_pb2  # pylint: disable=g-import-not-at-top
   source = data_source(name, split, data_dir, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
   features = source.dataset_info.features
-  out = {k: [] for k in TARGET_KEYS}
+  out = {k: [] for k in keys}
   for i in range(len(source)):
     stored = tf_example_pb2.Example.FromString(source[i]).features.feature
-    for k in TARGET_KEYS:
+    for k in keys:
       dtype, kind = features[k].np_dtype, stored[k].WhichOneof('kind')
       out[k].append(np.asarray(getattr(stored[k], kind).value, dtype).reshape(features[k].shape))
   return {k: np.stack(v) if v else np.zeros((0,) + features[k].shape, features[k].np_dtype) for k, v in out.items()}
@@ -242,20 +243,13 @@ def num_eval_batches(num_examples, global_batch_size):
   return -(-num_examples // global_batch_size)
 
 
-def stored_frames(source):
-  """Frames per stored example: the `video` feature's length (TFDS), else the first example's (a list of dicts)."""
+def stored_shape(source):
+  """(frames, height, width) of the stored clips: the `video` feature's (TFDS), else the first example's (a list of
+  dicts); None for an empty list."""
   info = getattr(source, 'dataset_info', None)
   if info is not None:
-    return info.features['video'].shape[0]
-  return len(source[0]['video']) if len(source) else None
-
-
-def stored_frame_size(source):
-  """(height, width) of the stored frames: the `video` feature's (TFDS), else the first example's first frame's."""
-  info = getattr(source, 'dataset_info', None)
-  if info is not None:
-    return tuple(info.features['video'].shape[1:3])
-  return np.asarray(source[0]['video'][0]).shape[:2] if len(source) else None
+    return tuple(info.features['video'].shape[:3])
+  return np.asarray(source[0]['video']).shape[:3] if len(source) else None
 
 
 def _count(name, value):
@@ -268,12 +262,13 @@ def check_views(source, config, num_views):
   """ValueError (one line) if `num_views` > 1 temporal views would all read the same frames (no more stored than
   config.num_frames), or config.eval_crops > 1 spatial crops the same pixels (square stored frames)."""
   num_views, num_crops = _count('eval_views', num_views), _count('eval_crops', config.get('eval_crops', 1))
-  stored = stored_frames(source) if num_views > 1 else None
+  shape = stored_shape(source) if num_views > 1 or num_crops > 1 else None
+  stored = shape[0] if shape is not None and num_views > 1 else None
   if stored is not None and stored <= config.num_frames:
     raise ValueError(f'eval_views={num_views} needs more stored frames than num_frames={config.num_frames}; '
                      f'this split stores {stored}, so every view would see the same frames: use eval_views=1 or a '
                      'dataset prepared with more (--stored_frames)')
-  size = stored_frame_size(source) if num_crops > 1 else None
+  size = shape[1:] if shape is not None and num_crops > 1 else None
   if size is not None and size[0] == size[1]:
     raise ValueError(f'eval_crops={num_crops} needs frames that are not square; this split stores {size[0]}x'
                      f'{size[1]} frames, so every crop would be the whole frame: use eval_crops=1')

@@ -65,7 +65,7 @@ def dataset_name(dataset, stored_frames=None, actors=(), exclude_actors=(), fram
   an unknown name or config, or an option that does not apply."""
   silent_tensorflow.import_tf()  # TensorFlow quiet and off the accelerators before TFDS imports it
   from mtcae_jax.data import datasets  # pylint: disable=g-import-not-at-top  # imports TFDS: after silent_tensorflow
-  from mtcae_jax.data import stored_example  # pylint: disable=g-import-not-at-top
+  from mtcae_jax.data import stored_example, video  # pylint: disable=g-import-not-at-top
   from mtcae_jax.data.datasets import base, mead  # pylint: disable=g-import-not-at-top
   name, _, config = dataset.partition('/')
   if name not in datasets.BUILDERS:
@@ -90,7 +90,7 @@ def dataset_name(dataset, stored_frames=None, actors=(), exclude_actors=(), fram
     found = cls.get_builder_config(config)
   if frame_sampling is not None:
     try:
-      base.check_frame_sampling(frame_sampling)
+      video.check_frame_sampling(frame_sampling)
     except ValueError as e:
       raise UsageError(f'--{e}') from None
     if found is not None and (found.frame_sampling != base.DEFAULT_SAMPLING
@@ -172,7 +172,7 @@ def command(args, rest):
     raise
   splits = builder.info.splits
   print(f'{builder.info.full_name}: ' + ', '.join(f'{s} {splits[s].num_examples}' for s in sorted(splits)) +
-        f' clips of {meta.get("stored_frames", 16)} frames ({meta.get("frame_sampling", "centres")}); written to '
+        f' clips of {builder.stored_frames} frames ({builder.frame_sampling}); written to '
         f'{builder.data_dir}')
   config = builder.builder_config.name if builder.builder_config is not None else ''
   print(f'Train on it with --config.dataset={builder.name}' + (f'/{config}' if config else ''))

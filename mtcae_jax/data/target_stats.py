@@ -31,11 +31,14 @@ def mean_targets(boxes, landmarks, face_mask):
   return stats
 
 
-def compute(dataset, split, data_dir, box_format='xyxy', indices=None):
-  """The mean targets of a prepared split (read without decoding its frames), boxes in `box_format`. `indices`:
-  those examples only (the training actors when a validation split is held out of `split`)."""
-  from mtcae_jax.data import pipeline  # pylint: disable=g-import-not-at-top  # imports TFDS
-  targets = pipeline.read_targets(dataset, split, data_dir)
+def compute(dataset, split, data_dir, box_format='xyxy', indices=None, targets=None):
+  """The mean targets of a prepared split (read without decoding its frames, unless its `targets`, as
+  pipeline.read_targets gives them, are at hand), boxes in `box_format`. `indices`: those examples only (the
+  training actors when a validation split is held out of `split`)."""
+  if targets is None:
+    from mtcae_jax.data import pipeline  # pylint: disable=g-import-not-at-top  # imports TFDS
+    targets = pipeline.read_targets(dataset, split, data_dir)
+  targets = {k: targets[k] for k in ('boxes', 'landmarks', 'face_mask')}
   if indices is not None:
     targets = {k: v[np.asarray(indices, np.int64)] for k, v in targets.items()}
   targets['boxes'] = box_format_lib.from_xyxy(targets['boxes'], box_format)

@@ -4,7 +4,7 @@ The paper's protocol has none (5 folds, final weights). The authors' code watche
 learning rate (reduce-on-plateau), early stopping and the best weights; here those watch this split, so nothing
 chooses by the test fold. Whole actors are held out, as the folds are, so validation is subject-independent too:
 
-    actors = validation.read_actors(name, pipeline.train_split(fold), data_dir)
+    actors = pipeline.read_targets(name, pipeline.train_split(fold), data_dir, keys=('actor',))['actor']
     held_out = validation.choose_actors(actors, config.validation_share, config.seed, config.fold)
     train_source, val_source = validation.hold_out(source, actors, held_out)
 """
@@ -12,17 +12,6 @@ chooses by the test fold. Whole actors are held out, as the folds are, so valida
 import numpy as np
 
 FILENAME = 'validation.json'  # in the workdir: which actors a run held out, and how many clips each side has
-
-
-def read_actors(name, split, data_dir):
-  """The `actor` of every example of a split, in source order (N,), read from the stored records without decoding
-  their frames (as pipeline.read_targets reads the targets)."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from tensorflow_datasets.proto import tf_example_pb2  # pylint: disable=g-import-not-at-top
-  from mtcae_jax.data import pipeline  # pylint: disable=g-import-not-at-top  # imports TFDS
-  source = pipeline.data_source(name, split, data_dir, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
-  return np.array([tf_example_pb2.Example.FromString(source[i]).features.feature['actor'].int64_list.value[0]
-                   for i in range(len(source))], np.int64)
 
 
 def choose_actors(actors, share, seed, fold):
@@ -61,7 +50,7 @@ class Subset:
 
 
 def hold_out(source, actors, held_out):
-  """(training Subset, validation Subset) of `source`, whose examples' actors are `actors` (read_actors)."""
+  """(training Subset, validation Subset) of `source`, whose examples' actors are `actors` (in source order)."""
   is_held_out = np.isin(actors, held_out)
   return Subset(source, np.flatnonzero(~is_held_out)), Subset(source, np.flatnonzero(is_held_out))
 

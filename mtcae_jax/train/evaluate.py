@@ -93,6 +93,7 @@ def evaluate(step_fn, state, batches, num_classes, baseline=None, progress=None,
   """
   probs, labels, names, ious, nmes, loss_sums, count = [], [], [], [], [], {}, 0.0
   const_ious, const_nmes = [], []
+  corners = lambda b: box_format_lib.to_xyxy(b, box_format)
   for batch in batches:
     out = step_fn(state, {k: v for k, v in batch.items() if k not in ('index', 'path')})
     keep = _host(batch['mask'])
@@ -108,7 +109,6 @@ def evaluate(step_fn, state, batches, num_classes, baseline=None, progress=None,
       faces = np.broadcast_to(views(_host(batch['face_mask'])[keep], boxes.ndim - 1), boxes.shape[:-1])
       true_boxes = np.broadcast_to(views(_host(batch['boxes'])[keep], boxes.ndim), boxes.shape)
       true_marks = np.broadcast_to(views(_host(batch['landmarks'])[keep], marks.ndim), marks.shape)
-      corners = lambda b: box_format_lib.to_xyxy(b, box_format)
       ious.append(metrics.box_iou(corners(boxes), corners(true_boxes))[faces])
       nmes.append(metrics.landmark_nme(marks, true_marks)[faces])
       if baseline is not None:

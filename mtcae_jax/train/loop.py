@@ -57,10 +57,11 @@ class TrainingError(RuntimeError):
 REGRESSION_INITS = ('target_mean', 'plain')
 
 
-def training_target_stats(config, indices=None):
+def training_target_stats(config, indices=None, targets=None):
   """The training split's mean box and landmarks: the heads' start, the regression losses' scale and the
   evaluations' constant baseline. None for `stl`, which has no box or landmark task. `indices`: the examples of
-  the training folds trained on (all but the validation actors'), None for all."""
+  the training folds trained on (all but the validation actors'), None for all; `targets`: the split's targets if
+  already read (pipeline.read_targets)."""
   if config.model.head.regression_init not in REGRESSION_INITS:
     raise TrainingError(f'model.head.regression_init must be one of {REGRESSION_INITS}, '
                         f'got {config.model.head.regression_init!r}')
@@ -68,7 +69,7 @@ def training_target_stats(config, indices=None):
     return None
   split = pipeline.train_split(config.fold)
   try:
-    return target_stats.compute(config.dataset, split, config.data_dir or None, config.box_format, indices)
+    return target_stats.compute(config.dataset, split, config.data_dir or None, config.box_format, indices, targets)
   except ValueError as e:
     raise TrainingError(f'{config.dataset} {split}: {e}') from None
 
@@ -152,10 +153,13 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   test_source = pipeline.data_source(config.dataset, f'fold{config.fold}', data_dir)
   pipeline.check_views(test_source, config, config.eval_views)  # refused before any training step
   # The validation split: whole actors of the training folds (never the test fold), drawn with (seed, fold).
-  val_source = train_indices = None
+  val_source = train_indices = train_targets = None
   held_out = []
   if config.validation_share:
-    actors = validation.read_actors(config.dataset, pipeline.train_split(config.fold), data_dir)
+    # One pass over the training split's records gives the actors and the targets the statistics need.
+    train_targets = pipeline.read_targets(config.dataset, pipeline.train_split(config.fold), data_dir,
+                                          keys=pipeline.TARGET_KEYS + ('actor',))
+    actors = train_targets['actor']
     try:
       held_out = validation.choose_actors(actors, config.validation_share, config.seed, config.fold)
     except ValueError as e:
@@ -201,7 +205,8 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
                           'moved: to start over, move that directory away')
     state, record = restored
     data_step = start_step
-    stats = record['target_stats'] if 'target_stats' in record else training_target_stats(config, train_indices)
+    stats = (record['target_stats'] if 'target_stats' in record
+             else training_target_stats(config, train_indices, train_targets))
     if record.get('validation_actors', held_out) != held_out:
       raise TrainingError(f'{workdir} held out validation actors {record["validation_actors"]}, but this data gives '
                           f'{held_out}: the dataset changed since; use a new --workdir')
@@ -215,7 +220,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
             not record.get('stopped_early') else f'The run in {workdir} stopped early at step {start_step}.')
   else:
     record = {}
-    stats = training_target_stats(config, train_indices)
+    stats = training_target_stats(config, train_indices, train_targets)
     model, opt = nnx.merge(graphdef, state)
     if config.init_from:
       from mtcae_jax.pretrained import converted  # pylint: disable=g-import-not-at-top
@@ -261,9 +266,10 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
       if plateau.update(watch.objective(val, monitor)) != before:
         state = optim.with_lr_scale(state, plateau.scale)
         if is_main:
+          best = watch.shown(monitor, plateau.best)
           print(f'Step {step}: validation {monitor} {val[monitor]:.4f} on a plateau ({plateau.patience} evaluations '
-                f'without one better than {watch.shown(monitor, plateau.best):.4f}); learning rate x{plateau.factor:g}, '
-                f'now x{plateau.scale:.3g} of the schedule.')
+                f'without one better than {best:.4f}); learning rate x{plateau.factor:g}, now x{plateau.scale:.3g} '
+                'of the schedule.')
     return stopper is not None and stopper.update(watch.objective(val, config.early_stopping_monitor), step)
 
   # ---------------- Loop ----------------
@@ -331,9 +337,9 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
       if stopped_early:
         if is_main:
           monitor = config.early_stopping_monitor
-          print(f'Stopped early at step {step} of {total_steps}: no validation {monitor} better than '
-                f'{watch.shown(monitor, stopper.best):.4f} (step {stopper.best_step}) in {stopper.patience} evaluations '
-                '(early_stopping_patience).')
+          best = watch.shown(monitor, stopper.best)
+          print(f'Stopped early at step {step} of {total_steps}: no validation {monitor} better than {best:.4f} '
+                f'(step {stopper.best_step}) in {stopper.patience} evaluations (early_stopping_patience).')
         break
       if preempted and not last:
         if is_main:

@@ -43,7 +43,7 @@ def check(config):
   watchers = [f for f, v in patiences.items() if v]
   if watchers and not share:
     raise ValueError(f'{" and ".join(watchers)} watch the validation split: set validation_share > 0 (a share of '
-                        'the training actors held out), or set them to 0')
+                     'the training actors held out), or set them to 0')
   if opt.get('plateau_patience', 0) and not 0 < opt.plateau_factor < 1:
     raise ValueError(f'optimizer.plateau_factor must be in (0, 1), got {opt.plateau_factor}')
   for field, monitor in (('optimizer.plateau_monitor', opt.get('plateau_monitor', 'loss')),
@@ -53,8 +53,7 @@ def check(config):
       raise ValueError(f'{field} must be one of {MONITORS}, got {monitor!r}')
   if opt.get('weight_decay_mask', 'kernels') not in optim.DECAY_MASKS:
     raise ValueError(f'optimizer.weight_decay_mask must be one of {optim.DECAY_MASKS}, got '
-                        f'{opt.weight_decay_mask!r}')
-
+                     f'{opt.weight_decay_mask!r}')
 
 
 class EarlyStopping:

@@ -31,7 +31,7 @@ def test_choose_actors_is_a_seeded_share_of_the_actors():
 def test_validation_split_shares_no_actor_with_training_or_test(demo_data_dir):
   train_split = pipeline.train_split(0)
   source = pipeline.data_source('ravdess_dfer', train_split, demo_data_dir)
-  actors = validation.read_actors('ravdess_dfer', train_split, demo_data_dir)
+  actors = pipeline.read_targets('ravdess_dfer', train_split, demo_data_dir, keys=('actor',))['actor']
   # Read without decoding, the actors are the decoded examples' own.
   assert actors.tolist() == [int(source[i]['actor']) for i in range(len(source))]
   held_out = validation.choose_actors(actors, 0.4, seed=0, fold=0)

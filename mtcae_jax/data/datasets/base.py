@@ -65,16 +65,11 @@ def check_stored_frames(n):
   return n
 
 
-def check_frame_sampling(frame_sampling):
-  """`frame_sampling` if it is one of video.FRAME_SAMPLINGS; ValueError (one line) otherwise."""
-  return video.check_frame_sampling(frame_sampling)
-
-
 def sampling_name(config_name, frame_sampling):
   """The TFDS config name of `config_name` (None or '' for a builder without configs) with its frames chosen by
   `frame_sampling`: itself for ours ('centres'), else `<config_name>_stride` (`stride` without configs). Give it a
   name without a frame count: the count goes last (`frames_name`)."""
-  check_frame_sampling(frame_sampling)
+  video.check_frame_sampling(frame_sampling)
   if frame_sampling == DEFAULT_SAMPLING:
     return config_name
   return f'{config_name}_{frame_sampling}' if config_name else frame_sampling
