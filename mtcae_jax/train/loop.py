@@ -27,7 +27,7 @@ from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from mtcae_jax import checkpointing, sharding
-from mtcae_jax.data import augment, pipeline, target_stats, validation
+from mtcae_jax.data import augment, box_format, pipeline, target_stats, validation
 from mtcae_jax.train import evaluate, optim, watch
 from mtcae_jax.train import step as step_lib
 
@@ -146,6 +146,7 @@ def train_and_evaluate(config, workdir, *, stop_after=None):
   # ---------------- Data ----------------
   try:
     watch.check(config)
+    box_format.check(config.box_format)  # else only a loader worker would find it, after the data were read
   except ValueError as e:
     raise TrainingError(str(e)) from None
   data_dir = config.data_dir or None

@@ -74,3 +74,12 @@ def test_a_model_trained_in_xywh_predicts_corners():
   video = np.zeros((1, config.num_frames, config.image_size, config.image_size, 3), np.uint8)
   boxes = np.asarray(run(state, video)['boxes'])
   np.testing.assert_allclose(boxes, np.broadcast_to(CORNERS[0], boxes.shape), atol=1e-6)
+
+
+def test_an_unknown_box_format_is_one_line_before_any_data(tmp_path):
+  from mtcae_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from tests.conftest import small_config  # pylint: disable=g-import-not-at-top
+  config = small_config(str(tmp_path / 'no_data'), box_format='cxcywh')
+  with pytest.raises(loop.TrainingError, match="box_format must be one of .*, got 'cxcywh'") as e:
+    loop.train_and_evaluate(config, tmp_path / 'run')
+  assert '\n' not in str(e.value)
